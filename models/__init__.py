@@ -1,0 +1,18 @@
+"""The database: typed SQLAlchemy models, engine and session helpers, Alembic migrations."""
+
+from models.base import Base
+from models.events import EventSource, EventStatus, InvalidTransitionError, WebhookEvent
+from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.reconcile import ReconcileState
+
+__all__ = [
+    "Base",
+    "EventSource",
+    "EventStatus",
+    "Generation",
+    "GenerationOutput",
+    "GenerationStatus",
+    "InvalidTransitionError",
+    "ReconcileState",
+    "WebhookEvent",
+]

@@ -1,0 +1,63 @@
+"""Engines and sessions. One engine per process, one session per request or task run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def make_engine(database_url: str, **kwargs: Any) -> Engine:
+    """Create the process's engine; SQLite gets the settings that let processes share it."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+        # Plain postgresql:// would pick psycopg2, which we do not install.
+        url = url.set(drivername="postgresql+psycopg")
+    # pool_pre_ping: a connection that died while idle (database restart, proxy cut) is
+    # replaced instead of failing the next request.
+    kwargs.setdefault("pool_pre_ping", True)
+    if url.get_backend_name() == "postgresql":
+        # Fail fast when the database is unreachable, so the receiver can answer 503 quickly.
+        kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the web, worker and beat processes read while one writes; busy_timeout makes a
+    # writer wait for the lock instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Return the session factory bound to this process's engine."""
+    # expire_on_commit=False: objects stay readable after commit, e.g. to enqueue by id.
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Yield a session that commits on success and rolls back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

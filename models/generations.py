@@ -1,0 +1,83 @@
+"""Generations as Rivya last reported them, and the result files stored for them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import BigInteger, Enum, ForeignKey, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, BigId, UTCDateTime, utcnow
+
+
+class GenerationStatus(enum.StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
+
+
+class Generation(Base):
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(255), unique=True)
+    model: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[GenerationStatus] = mapped_column(
+        Enum(
+            GenerationStatus,
+            name="generation_status",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    reserved_credits: Mapped[float | None] = mapped_column(Numeric(14, 4, asdecimal=False))
+    final_credits: Mapped[float | None] = mapped_column(Numeric(14, 4, asdecimal=False))
+    rivya_created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Rivya's updated_at orders updates: an older one never overwrites a newer one.
+    rivya_updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # Set when a succeeded generation has no result URL: recorded and alerted, not a crash.
+    anomaly: Mapped[str | None] = mapped_column(Text)
+    results_stored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set by `rivya-hooks submit`: we created it, so the poller watches it even if no event
+    # ever arrives.
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_polled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    outputs: Mapped[list[GenerationOutput]] = relationship(
+        back_populates="generation", order_by="GenerationOutput.index"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Generation {self.task_id} {self.status}>"
+
+
+class GenerationOutput(Base):
+    __tablename__ = "generation_outputs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("generations.task_id", ondelete="CASCADE"))
+    index: Mapped[int]
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    source_host: Mapped[str] = mapped_column(String(255))
+    stored_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    generation: Mapped[Generation] = relationship(back_populates="outputs")
+
+    # One stored file per output position, however many events or workers race for it.
+    __table_args__ = (
+        UniqueConstraint("task_id", "index", name="uq_generation_outputs_task_index"),
+    )

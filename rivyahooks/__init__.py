@@ -1,0 +1,1 @@
+"""rivya-hooks: receive, verify, process and reconcile Rivya webhooks."""

@@ -1,0 +1,1 @@
+"""Everything that speaks Rivya's protocol: contract, signatures, API client, simulator."""

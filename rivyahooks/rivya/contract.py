@@ -1,0 +1,112 @@
+"""The Rivya API v1 contract, as far as this project depends on it.
+
+Every fact here that is marked ASSUMED was not visible in Rivya's published docs; it is this
+project's chosen default. The receiver, the client, the processing code and the simulator all
+read these names from here, so that when the live contract is known only this module changes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- confirmed -------------------------------------------------------------------------
+
+API_PREFIX: Final = "/api/v1"
+DEFAULT_API_BASE: Final = "https://rivya.ai"
+API_VERSION: Final = "2026-05-11"
+
+GENERATION_STATUSES: Final = ("queued", "processing", "succeeded", "failed")
+TERMINAL_GENERATION_STATUSES: Final = frozenset({"succeeded", "failed"})
+
+EVENT_GENERATION_SUCCEEDED: Final = "generation.succeeded"
+EVENT_GENERATION_FAILED: Final = "generation.failed"
+EVENT_TYPES: Final = frozenset({EVENT_GENERATION_SUCCEEDED, EVENT_GENERATION_FAILED})
+
+SCOPES: Final = (
+    "models:read",
+    "generations:create",
+    "generations:read",
+    "files:create",
+    "files:read",
+    "credits:read",
+    "webhooks:manage",
+    "chat:create",
+    "chat:read",
+)
+
+# Error codes we branch on; any other code is classified by its HTTP status.
+ERROR_NOT_FOUND: Final = "not_found"
+ERROR_RATE_LIMITED: Final = "rate_limited"
+ERROR_IDEMPOTENCY_CONFLICT: Final = "idempotency_conflict"
+ERROR_VALIDATION_FAILED: Final = "validation_failed"
+
+SIGNING_SECRET_PREFIX: Final = "whsec_"  # noqa: S105 (a prefix, not a secret)
+
+# --- assumed: the event envelope ------------------------------------------------------
+
+# ASSUMED: after the confirmed "id", "type", "api_version", "created_at", the envelope has
+# "object": "event" and "data": <generation object>.
+EVENT_OBJECT: Final = "event"
+EVENT_DATA_KEY: Final = "data"
+# ASSUMED: the task id of the generation is data.id.
+EVENT_TASK_ID_KEY: Final = "id"
+
+# --- assumed: signature schemes --------------------------------------------------------
+
+SCHEME_STANDARD: Final = "standard"
+SCHEME_TIMESTAMPED_HMAC: Final = "timestamped-hmac"
+SCHEMES: Final = (SCHEME_STANDARD, SCHEME_TIMESTAMPED_HMAC)
+
+# ASSUMED "standard" = Standard Webhooks v1.
+STANDARD_ID_HEADER: Final = "webhook-id"
+STANDARD_TIMESTAMP_HEADER: Final = "webhook-timestamp"
+STANDARD_SIGNATURE_HEADER: Final = "webhook-signature"
+STANDARD_SIGNATURE_VERSION: Final = "v1"
+
+# ASSUMED "timestamped-hmac" = Stripe style.
+TIMESTAMPED_SIGNATURE_HEADER: Final = "Rivya-Signature"
+TIMESTAMPED_SIGNATURE_VERSION: Final = "v1"
+
+DEFAULT_TOLERANCE_SECONDS: Final = 300
+
+# Headers kept with a stored delivery (lower-case). The signature is kept on purpose: it is
+# not a secret, and an operator re-verifying a stored delivery needs it.
+STORED_DELIVERY_HEADERS: Final = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "user-agent",
+        STANDARD_ID_HEADER,
+        STANDARD_TIMESTAMP_HEADER,
+        STANDARD_SIGNATURE_HEADER,
+        TIMESTAMPED_SIGNATURE_HEADER.lower(),
+    }
+)
+
+# --- assumed: result URLs -------------------------------------------------------------
+
+# ASSUMED: an expired result URL answers one of these; re-fetch the generation for fresh URLs.
+EXPIRED_URL_STATUSES: Final = frozenset({403, 404, 410})
+
+# --- assumed: rate limiting -----------------------------------------------------------
+
+# ASSUMED: 429 and 503 may carry Retry-After (seconds or an HTTP date).
+RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+
+# --- assumed: the event log -----------------------------------------------------------
+
+EVENTS_LOG_PATH: Final = "/webhook-events"
+EVENTS_PAGE_LIMIT_MAX: Final = 100
+EVENTS_PAGE_LIMIT_DEFAULT: Final = 20
+EVENTS_RETENTION_DAYS: Final = 30
+# Query parameter names of the event log.
+EVENTS_PARAM_LIMIT: Final = "limit"
+EVENTS_PARAM_STARTING_AFTER: Final = "starting_after"
+EVENTS_PARAM_CREATED_AFTER: Final = "created_after"
+EVENTS_PARAM_TYPE: Final = "type"
+DELIVERY_STATUSES: Final = ("pending", "delivered", "failed")
+
+# --- assumed: delivery ----------------------------------------------------------------
+
+# ASSUMED: retries on non-2xx or timeout for up to 3 days.
+DELIVERY_RETRY_WINDOW_SECONDS: Final = 3 * 24 * 3600

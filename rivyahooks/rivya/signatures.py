@@ -1,0 +1,247 @@
+"""Webhook signature schemes, both directions: sign (the simulator) and verify (the receiver).
+
+Verification never parses the body; it works on the raw bytes and a header mapping, and it
+fails closed with a typed error whose `code` is safe to show to the sender. Header values are
+attacker-controlled, so every parse step is bounded and total: a malformed header is a
+`signature_invalid`, never an exception of another kind.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from rivyahooks.rivya import contract
+
+# A real header holds a handful of short entries; anything far larger is an attack or a bug,
+# and refusing it early keeps the cost of a forged request small.
+MAX_SIGNATURE_HEADER_CHARS = 4096
+MAX_SIGNATURE_ENTRIES = 16
+MAX_ID_HEADER_CHARS = 256
+
+
+class SignatureError(Exception):
+    """A delivery failed verification; `code` is the error code we answer with."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+MISSING = "signature_missing"
+INVALID = "signature_invalid"
+OUT_OF_TOLERANCE = "timestamp_out_of_tolerance"
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a successful verification tells the caller."""
+
+    secret_index: int  # position of the secret that matched, in the configured list
+    timestamp: int
+    webhook_id: str | None  # the id header, when the scheme has one
+
+
+def _secret_key_standard(secret: str) -> bytes:
+    """Return the HMAC key of a Standard Webhooks secret: base64 of what follows whsec_."""
+    raw = secret.removeprefix(contract.SIGNING_SECRET_PREFIX)
+    return base64.b64decode(raw, validate=True)
+
+
+def _secret_key_timestamped(secret: str) -> bytes:
+    return secret.encode("utf-8")
+
+
+def secret_key(scheme: str, secret: str) -> bytes:
+    """Return the HMAC key a scheme derives from a `whsec_` secret; ValueError if unusable."""
+    if scheme == contract.SCHEME_STANDARD:
+        try:
+            return _secret_key_standard(secret)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("the part after whsec_ is not valid base64") from exc
+    if scheme == contract.SCHEME_TIMESTAMPED_HMAC:
+        return _secret_key_timestamped(secret)
+    raise ValueError(f"unknown signature scheme {scheme!r}")
+
+
+def _hmac_sha256(key: bytes, *parts: bytes) -> bytes:
+    return hmac.new(key, b".".join(parts), hashlib.sha256).digest()
+
+
+# --- signing -------------------------------------------------------------------------
+
+
+def sign(
+    scheme: str,
+    secrets: Sequence[str],
+    body: bytes,
+    *,
+    webhook_id: str,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """Return the headers that sign `body` under `scheme`, one entry per secret."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    if scheme == contract.SCHEME_STANDARD:
+        entries = [
+            contract.STANDARD_SIGNATURE_VERSION
+            + ","
+            + base64.b64encode(
+                _hmac_sha256(
+                    _secret_key_standard(s), webhook_id.encode(), str(ts).encode(), body
+                )
+            ).decode()
+            for s in secrets
+        ]
+        return {
+            contract.STANDARD_ID_HEADER: webhook_id,
+            contract.STANDARD_TIMESTAMP_HEADER: str(ts),
+            contract.STANDARD_SIGNATURE_HEADER: " ".join(entries),
+        }
+    if scheme == contract.SCHEME_TIMESTAMPED_HMAC:
+        parts = [f"t={ts}"] + [
+            contract.TIMESTAMPED_SIGNATURE_VERSION
+            + "="
+            + _hmac_sha256(_secret_key_timestamped(s), str(ts).encode(), body).hex()
+            for s in secrets
+        ]
+        return {contract.TIMESTAMPED_SIGNATURE_HEADER: ",".join(parts)}
+    raise ValueError(f"unknown signature scheme {scheme!r}")
+
+
+# --- verification --------------------------------------------------------------------
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # Werkzeug's Headers is case-insensitive; a plain dict from a test may not be.
+    value = headers.get(name)
+    if value is None:
+        value = headers.get(name.lower())
+    return value
+
+
+def _ascii(value: str, name: str, limit: int) -> str:
+    if len(value) > limit:
+        raise SignatureError(INVALID, f"{name} header is too long")
+    if not value.isascii():
+        raise SignatureError(INVALID, f"{name} header is not ASCII")
+    return value.strip()
+
+
+def _timestamp(raw: str, now: float, tolerance: int) -> int:
+    # isdigit on an ASCII string accepts only 0-9; bound the length so int() stays cheap.
+    if not raw or len(raw) > 12 or not raw.isdigit():
+        raise SignatureError(INVALID, "timestamp is not a unix time in seconds")
+    ts = int(raw)
+    if abs(now - ts) > tolerance:
+        raise SignatureError(OUT_OF_TOLERANCE, "timestamp is outside the allowed window")
+    return ts
+
+
+def _verify_standard(
+    keys: Sequence[bytes], headers: Mapping[str, str], body: bytes, now: float, tolerance: int
+) -> Verified:
+    msg_id = _header(headers, contract.STANDARD_ID_HEADER)
+    msg_ts = _header(headers, contract.STANDARD_TIMESTAMP_HEADER)
+    msg_sig = _header(headers, contract.STANDARD_SIGNATURE_HEADER)
+    if msg_id is None or msg_ts is None or msg_sig is None:
+        raise SignatureError(MISSING, "webhook-id, webhook-timestamp and webhook-signature needed")
+    msg_id = _ascii(msg_id, contract.STANDARD_ID_HEADER, MAX_ID_HEADER_CHARS)
+    msg_ts = _ascii(msg_ts, contract.STANDARD_TIMESTAMP_HEADER, 32)
+    msg_sig = _ascii(msg_sig, contract.STANDARD_SIGNATURE_HEADER, MAX_SIGNATURE_HEADER_CHARS)
+    if not msg_id:
+        raise SignatureError(INVALID, "webhook-id is empty")
+    ts = _timestamp(msg_ts, now, tolerance)
+
+    candidates: list[bytes] = []
+    for entry in msg_sig.split()[:MAX_SIGNATURE_ENTRIES]:
+        version, sep, value = entry.partition(",")
+        if not sep or version != contract.STANDARD_SIGNATURE_VERSION:
+            continue  # other versions are allowed by the spec and ignored
+        try:
+            candidates.append(base64.b64decode(value, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    if not candidates:
+        raise SignatureError(INVALID, "no v1 signature entry")
+
+    signed = (msg_id.encode(), msg_ts.encode(), body)
+    return _match(keys, signed, candidates, ts, msg_id)
+
+
+def _verify_timestamped(
+    keys: Sequence[bytes], headers: Mapping[str, str], body: bytes, now: float, tolerance: int
+) -> Verified:
+    header = _header(headers, contract.TIMESTAMPED_SIGNATURE_HEADER)
+    if header is None:
+        raise SignatureError(MISSING, f"{contract.TIMESTAMPED_SIGNATURE_HEADER} header needed")
+    header = _ascii(header, contract.TIMESTAMPED_SIGNATURE_HEADER, MAX_SIGNATURE_HEADER_CHARS)
+    ts_raw: str | None = None
+    candidates: list[bytes] = []
+    for item in header.split(",")[: MAX_SIGNATURE_ENTRIES + 1]:
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t" and ts_raw is None:
+            ts_raw = value
+        elif key == contract.TIMESTAMPED_SIGNATURE_VERSION:
+            try:
+                candidates.append(bytes.fromhex(value))
+            except ValueError:
+                continue
+    if ts_raw is None:
+        raise SignatureError(INVALID, "signature header has no t= timestamp")
+    ts = _timestamp(ts_raw, now, tolerance)
+    if not candidates:
+        raise SignatureError(INVALID, "no v1 signature entry")
+    return _match(keys, (ts_raw.encode(), body), candidates, ts, None)
+
+
+def _match(
+    keys: Sequence[bytes],
+    signed: tuple[bytes, ...],
+    candidates: Sequence[bytes],
+    ts: int,
+    webhook_id: str | None,
+) -> Verified:
+    # Every key against every candidate, without stopping early on the first match, so the
+    # time taken does not reveal which secret or entry matched.
+    matched: int | None = None
+    for index, key in enumerate(keys):
+        expected = _hmac_sha256(key, *signed)
+        for candidate in candidates:
+            if hmac.compare_digest(expected, candidate) and matched is None:
+                matched = index
+    if matched is None:
+        raise SignatureError(INVALID, "no signature matches a configured secret")
+    return Verified(secret_index=matched, timestamp=ts, webhook_id=webhook_id)
+
+
+class Verifier:
+    """Verify deliveries under one scheme against every configured secret."""
+
+    def __init__(self, scheme: str, secrets: Sequence[str], tolerance_seconds: int) -> None:
+        if scheme not in contract.SCHEMES:
+            raise ValueError(f"unknown signature scheme {scheme!r}")
+        if not secrets:
+            raise ValueError("at least one signing secret is needed")
+        self.scheme = scheme
+        self.tolerance = tolerance_seconds
+        self._keys = [secret_key(scheme, s) for s in secrets]
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
+        """Return what matched, or raise SignatureError."""
+        current = time.time() if now is None else now
+        if self.scheme == contract.SCHEME_STANDARD:
+            return _verify_standard(self._keys, headers, body, current, self.tolerance)
+        return _verify_timestamped(self._keys, headers, body, current, self.tolerance)
+
+
+def fingerprint(secret: str) -> str:
+    """Return a short, non-reversible name for a secret, safe to store and log."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
