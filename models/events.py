@@ -92,7 +92,9 @@ class WebhookEvent(Base):
     def transition(self, new: EventStatus, reason: str | None = None) -> None:
         """Move to `new`, or raise InvalidTransitionError if the state machine forbids it."""
         if new not in ALLOWED_TRANSITIONS[self.status]:
-            raise InvalidTransitionError(f"event {self.event_id}: {self.status} -> {new} not allowed")
+            raise InvalidTransitionError(
+                f"event {self.event_id}: {self.status} -> {new} not allowed"
+            )
         self.status = new
         self.status_reason = reason
         self.updated_at = utcnow()

@@ -92,9 +92,7 @@ def sign(
             contract.STANDARD_SIGNATURE_VERSION
             + ","
             + base64.b64encode(
-                _hmac_sha256(
-                    _secret_key_standard(s), webhook_id.encode(), str(ts).encode(), body
-                )
+                _hmac_sha256(_secret_key_standard(s), webhook_id.encode(), str(ts).encode(), body)
             ).decode()
             for s in secrets
         ]
