@@ -42,3 +42,10 @@ def drift(engine: Engine) -> list[object]:
             connection, opts={"compare_type": True, "render_as_batch": True}
         )
         return list(compare_metadata(context, Base.metadata))
+
+
+def head_revision() -> str | None:
+    """Return the newest migration revision in the code."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

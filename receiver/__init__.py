@@ -1,0 +1,5 @@
+"""The web process: the webhook endpoint, the results API and health checks."""
+
+from receiver.app import create_app
+
+__all__ = ["create_app"]

@@ -48,6 +48,8 @@ class Settings:
     reconcile_interval_seconds: int = 300
     reconcile_overlap_seconds: int = 300
     reconcile_poll_after_seconds: int = 600
+    # Bearer token for the results API; unset keeps that API closed.
+    results_api_token: str = field(default="", repr=False)
     log_level: str = "INFO"
 
     def replace(self, **changes: Any) -> Settings:
@@ -104,10 +106,19 @@ class Settings:
             reconcile_poll_after_seconds=reader.integer(
                 "RECONCILE_POLL_AFTER_SECONDS", defaults.reconcile_poll_after_seconds, 0
             ),
+            results_api_token=reader.text("RESULTS_API_TOKEN", ""),
             log_level=reader.choice(
                 "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """Return the environment that rebuilds these settings in a child process."""
+        values: dict[str, str] = {}
+        for name, field_name in ENV_FIELDS.items():
+            value = getattr(self, field_name)
+            values[name] = ",".join(value) if isinstance(value, tuple) else str(value)
+        return values
 
     def require_webhook_secrets(self) -> tuple[str, ...]:
         """Return the webhook secrets, or explain how to configure them."""
@@ -133,6 +144,33 @@ class Settings:
         if not self.storage_url.startswith("file://"):
             raise SettingsError("STORAGE_URL must start with file://")
         return Path(self.storage_url.removeprefix("file://"))
+
+
+# Every variable and the field it fills; from_env reads them, to_env writes them back.
+ENV_FIELDS = {
+    "DATABASE_URL": "database_url",
+    "BROKER_URL": "broker_url",
+    "RIVYA_WEBHOOK_SECRETS": "webhook_secrets",
+    "RIVYA_WEBHOOK_SCHEME": "webhook_scheme",
+    "RIVYA_WEBHOOK_TOLERANCE_SECONDS": "webhook_tolerance_seconds",
+    "RIVYA_WEBHOOK_MAX_BODY_BYTES": "webhook_max_body_bytes",
+    "SWEEP_RECEIVED_AFTER_SECONDS": "sweep_received_after_seconds",
+    "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
+    "TASK_VISIBILITY_TIMEOUT_SECONDS": "task_visibility_timeout_seconds",
+    "PROCESS_MAX_ATTEMPTS": "process_max_attempts",
+    "RIVYA_API_BASE": "rivya_api_base",
+    "RIVYA_API_KEY": "rivya_api_key",
+    "RIVYA_HTTP_TIMEOUT_SECONDS": "rivya_http_timeout_seconds",
+    "RIVYA_MAX_ATTEMPTS": "rivya_max_attempts",
+    "RIVYA_DOWNLOAD_ALLOWED_HOSTS": "download_allowed_hosts",
+    "RIVYA_DOWNLOAD_MAX_BYTES": "download_max_bytes",
+    "STORAGE_URL": "storage_url",
+    "RECONCILE_INTERVAL_SECONDS": "reconcile_interval_seconds",
+    "RECONCILE_OVERLAP_SECONDS": "reconcile_overlap_seconds",
+    "RECONCILE_POLL_AFTER_SECONDS": "reconcile_poll_after_seconds",
+    "RESULTS_API_TOKEN": "results_api_token",
+    "LOG_LEVEL": "log_level",
+}
 
 
 class _Reader:

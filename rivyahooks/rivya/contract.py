@@ -110,3 +110,36 @@ DELIVERY_STATUSES: Final = ("pending", "delivered", "failed")
 
 # ASSUMED: retries on non-2xx or timeout for up to 3 days.
 DELIVERY_RETRY_WINDOW_SECONDS: Final = 3 * 24 * 3600
+
+# --- confirmed: routes, headers, error codes, file limits ----------------------------
+
+PATH_MODELS: Final = "/models"
+PATH_GENERATIONS: Final = "/generations"
+PATH_FILES: Final = "/files"
+PATH_CREDITS: Final = "/credits"
+PATH_WEBHOOKS: Final = "/webhooks"
+PATH_OPENAPI: Final = "/openapi.json"
+
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+ERROR_REQUEST_ID_KEY: Final = "requestId"  # camelCase, unlike every other field
+
+ERROR_API_KEY_MISSING: Final = "api_key_missing"
+ERROR_API_KEY_INVALID: Final = "api_key_invalid"
+ERROR_API_KEY_REVOKED: Final = "api_key_revoked"
+ERROR_API_KEY_EXPIRED: Final = "api_key_expired"
+AUTH_ERROR_CODES: Final = frozenset(
+    {ERROR_API_KEY_MISSING, ERROR_API_KEY_INVALID, ERROR_API_KEY_REVOKED, ERROR_API_KEY_EXPIRED}
+)
+ERROR_SCOPE_DENIED: Final = "api_scope_denied"
+ERROR_PUBLIC_API_DISABLED: Final = "public_api_disabled"
+ERROR_WEBHOOK_URL_REJECTED: Final = "webhook_url_rejected"
+ERROR_INSUFFICIENT_CREDITS: Final = "insufficient_credits"
+# ASSUMED: the HTTP status of insufficient_credits was not seen; 402 is our choice.
+INSUFFICIENT_CREDITS_STATUS: Final = 402
+
+FILE_KINDS: Final = ("image", "video", "audio")
+# ASSUMED: "10 MB" read as 10**6-byte megabytes, the stricter reading.
+FILE_SIZE_LIMITS: Final = {"image": 10_000_000, "video": 50_000_000, "audio": 10_000_000}
+
+MODEL_API_STATUSES: Final = ("available", "coming_soon", "studio_only")
+WEBHOOK_ENDPOINT_OBJECT: Final = "webhook_endpoint"

@@ -1,0 +1,83 @@
+"""The inbox path every event takes, whether a webhook delivered it or the reconciler found it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Insert, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.events import EventSource, EventStatus, WebhookEvent
+
+
+def _insert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(WebhookEvent)
+    if dialect == "sqlite":
+        return sqlite.insert(WebhookEvent)
+    raise RuntimeError(f"unsupported database {dialect}")
+
+
+def insert_event(
+    session: Session,
+    *,
+    event_id: str,
+    body: bytes,
+    source: EventSource,
+    status: EventStatus = EventStatus.RECEIVED,
+    event_type: str | None = None,
+    task_id: str | None = None,
+    api_version: str | None = None,
+    headers: dict[str, Any] | None = None,
+    secret_fingerprint: str | None = None,
+    status_reason: str | None = None,
+) -> bool:
+    """Insert the event unless its id is already stored; return True if this call stored it.
+
+    The unique constraint on event_id decides, inside the database, which of several
+    concurrent deliveries wins: no read-then-write race, no exception for the losers.
+    """
+    now = utcnow()
+    statement: Insert = (
+        _insert(session)
+        .values(
+            event_id=event_id,
+            event_type=event_type,
+            task_id=task_id,
+            api_version=api_version,
+            body=body,
+            headers=headers or {},
+            source=source,
+            secret_fingerprint=secret_fingerprint,
+            status=status,
+            status_reason=status_reason,
+            attempts=0,
+            received_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(WebhookEvent.id)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
+
+
+def mark_enqueued(session: Session, event_ids: list[str]) -> int:
+    """Record that events were handed to the broker; return how many rows changed.
+
+    Only rows still `received` move: a worker may already have picked the message up and set
+    `processing`, and that later state must win.
+    """
+    if not event_ids:
+        return 0
+    now = utcnow()
+    result = session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.event_id.in_(event_ids))
+        .where(WebhookEvent.status == EventStatus.RECEIVED)
+        .values(status=EventStatus.ENQUEUED, enqueued_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,51 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from models.db import make_engine, make_session_factory
+from receiver import health, results, webhooks
+from receiver.enqueue import Enqueuer
+from receiver.state import ReceiverState
+from rivyahooks.rivya.signatures import Verifier
+from rivyahooks.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app; production passes nothing and settings come from the environment."""
+    settings = Settings.from_env() if settings is None else settings
+    app = Flask("receiver")
+    # Werkzeug enforces this while reading a body without Content-Length (chunked), so the
+    # limit holds for every request, not just honest ones.
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    engine = make_engine(settings.database_url)
+    app.extensions["rivyahooks"] = ReceiverState(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        verifier=Verifier(
+            settings.webhook_scheme,
+            settings.require_webhook_secrets(),
+            settings.webhook_tolerance_seconds,
+        ),
+        enqueuer=Enqueuer(settings),
+    )
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(results.bp)
+    app.register_error_handler(HTTPException, _json_http_error)
+    return app
+
+
+def _json_http_error(error: HTTPException) -> Any:
+    # Small JSON for every framework error (404, 405, 413): never an HTML page, never a body.
+    code = (error.name or "error").lower().replace(" ", "_")
+    response = jsonify({"error": {"code": code}})
+    response.status_code = error.code or 500
+    if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
+        response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+    return response

@@ -1,0 +1,40 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import text
+
+from receiver.state import state
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Answer while the process is alive; checks nothing else on purpose."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Answer 200 only when the database and the broker are reachable."""
+    shared = state()
+    failing: list[str] = []
+    try:
+        with shared.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        log.warning("readiness: database unreachable error=%s", type(exc).__name__)
+        failing.append("database")
+    try:
+        shared.enqueuer.ping()
+    except Exception as exc:
+        log.warning("readiness: broker unreachable error=%s", type(exc).__name__)
+        failing.append("broker")
+    response = jsonify({"status": "unavailable" if failing else "ready", "failing": failing})
+    response.status_code = 503 if failing else 200
+    return response

@@ -1,0 +1,28 @@
+"""What the web process builds once at start and every request shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from receiver.enqueue import Enqueuer
+from rivyahooks.rivya.signatures import Verifier
+from rivyahooks.settings import Settings
+
+
+@dataclass(frozen=True)
+class ReceiverState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    verifier: Verifier
+    enqueuer: Enqueuer
+
+
+def state() -> ReceiverState:
+    """Return the current app's shared state."""
+    value: ReceiverState = current_app.extensions["rivyahooks"]
+    return value

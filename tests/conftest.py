@@ -1,0 +1,188 @@
+"""Shared fixtures: a migrated database (PostgreSQL when it answers, else SQLite), a broker,
+settings pointing at them, and the Flask app.
+
+Every test gets empty tables. Tests that need PostgreSQL or Redis themselves ask for the
+`postgres_url` / `redis_url` fixtures, which skip with the reason when the service is absent
+and fail in CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.base import Base
+from models.db import make_engine, make_session_factory
+from models.migrate import upgrade
+from receiver import create_app
+from rivyahooks.rivya import contract, signatures
+from rivyahooks.settings import Settings
+from tests.support import services
+
+SECRET = "whsec_" + base64.b64encode(b"rivya-hooks test secret, 32 byte").decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"another secret for rotation tests").decode()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    pg = "reachable" if services.reachable(services.POSTGRES_ADMIN_URL) else "NOT reachable"
+    rd = "reachable" if services.reachable(services.REDIS_URL) else "NOT reachable"
+    return [
+        f"rivya-hooks: PostgreSQL {pg}, Redis {rd}, CI={services.IN_CI}",
+        "rivya-hooks: tests needing an absent service are skipped (failed in CI)",
+    ]
+
+
+# --- databases ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    services.require("PostgreSQL", services.POSTGRES_ADMIN_URL)
+    name = f"rivyahooks_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(services.POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(services.POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
+    upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite database file for this test session."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL when it answers (always in CI), SQLite otherwise."""
+    if services.IN_CI or services.reachable(services.POSTGRES_ADMIN_URL):
+        return str(request.getfixturevalue("postgres_url"))
+    return str(request.getfixturevalue("sqlite_url"))
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def empty_tables(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    """A session factory on empty tables."""
+    empty_tables(engine)
+    return make_session_factory(engine)
+
+
+# --- brokers -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """An empty database on the real Redis."""
+    services.require("Redis", services.REDIS_URL)
+    import redis
+
+    url = f"{services.REDIS_URL}/9"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Redis when it answers (always in CI), the embedded SQLite transport otherwise."""
+    if services.IN_CI or services.reachable(services.REDIS_URL):
+        return str(request.getfixturevalue("redis_url"))
+    return f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+
+
+# --- settings and app --------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(
+    database_url: str, broker_url: str, sessions: sessionmaker[Session], tmp_path: Path
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        broker_url=broker_url,
+        webhook_secrets=(SECRET,),
+        storage_url=f"file://{tmp_path / 'results'}",
+        sweep_received_after_seconds=0,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings)
+    yield app
+    app.extensions["rivyahooks"].engine.dispose()
+    app.extensions["rivyahooks"].enqueuer.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+# --- deliveries --------------------------------------------------------------------------
+
+
+def make_event(
+    task_id: str | None = None,
+    event_type: str = contract.EVENT_GENERATION_SUCCEEDED,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """Return an event envelope as Rivya sends it (the assumed shape of the contract)."""
+    task_id = task_id or f"task_{uuid.uuid4().hex}"
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex}",
+        "type": event_type,
+        "api_version": contract.API_VERSION,
+        "created_at": "2026-05-11T10:00:00.000Z",
+        "object": "event",
+        "data": {"id": task_id, "status": event_type.split(".")[-1], "model": "img-1"},
+    }
+
+
+def signed_delivery(
+    event: dict[str, Any] | bytes,
+    *,
+    secret: str = SECRET,
+    scheme: str = contract.SCHEME_STANDARD,
+    timestamp: int | None = None,
+    webhook_id: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Return (body, headers) of a correctly signed delivery."""
+    body = event if isinstance(event, bytes) else json.dumps(event).encode()
+    if webhook_id is None:
+        webhook_id = event["id"] if isinstance(event, dict) else f"evt_{uuid.uuid4().hex}"
+    headers = signatures.sign(scheme, [secret], body, webhook_id=webhook_id, timestamp=timestamp)
+    headers["Content-Type"] = "application/json"
+    return body, headers

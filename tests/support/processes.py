@@ -1,0 +1,122 @@
+"""Start the service's real processes (gunicorn, a Celery worker) for a test, and stop them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from rivyahooks.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    env.update(settings.to_env())
+    env.update(extra)
+    return env
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before serving {url}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+@contextmanager
+def gunicorn(
+    settings: Settings, workers: int = 2, threads: int = 4, log: Path | None = None
+) -> Iterator[str]:
+    """Serve the receiver with the Procfile's web command; yield its base URL."""
+    port = free_port()
+    env = child_env(
+        settings,
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY=str(workers),
+        WEB_THREADS=str(threads),
+    )
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "receiver:create_app()"],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(url + "/healthz", process)
+        yield url
+    finally:
+        stop(process)
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def celery_worker(
+    settings: Settings, concurrency: int = 2, log: Path | None = None, beat: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a real Celery worker (prefork) on the settings' broker; yield its process."""
+    env = child_env(settings)
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    command = [
+        str(BIN / "celery"),
+        "-A",
+        "tasks.worker",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    if beat:
+        command += ["--beat", "--schedule", str(Path(settings.storage_root()).parent / "beat")]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+    )
+    try:
+        yield process
+    finally:
+        stop(process, timeout=30)
+        if log:
+            out.close()  # type: ignore[union-attr]

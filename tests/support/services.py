@@ -1,0 +1,35 @@
+"""Where the real PostgreSQL and Redis are, and what to do when they are not there."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def reachable(url: str) -> bool:
+    """Return True if something accepts TCP connections at the URL's host and port."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require(name: str, url: str) -> None:
+    """Skip the test when the service is absent, or fail it in CI, naming the service."""
+    if reachable(url):
+        return
+    message = f"{name} is not reachable at {urlsplit(url).netloc}"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must run this test (.ci/run starts the service)")
+    pytest.skip(f"{message}; start it to run this test")
