@@ -43,6 +43,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def dialect_insert(session: Session, model: type[Any]) -> Any:
+    """Return an INSERT for `model` that supports ON CONFLICT on this session's database."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise RuntimeError(f"unsupported database {dialect}")
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Return the session factory bound to this process's engine."""
     # expire_on_commit=False: objects stay readable after commit, e.g. to enqueue by id.

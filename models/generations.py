@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
 from sqlalchemy import BigInteger, Enum, ForeignKey, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, BigId, UTCDateTime, utcnow
+from models.db import dialect_insert
 
 
 class GenerationStatus(enum.StrEnum):
@@ -81,3 +83,14 @@ class GenerationOutput(Base):
     __table_args__ = (
         UniqueConstraint("task_id", "index", name="uq_generation_outputs_task_index"),
     )
+
+
+def insert_output(session: Session, **values: Any) -> bool:
+    """Insert an output row unless (task_id, index) exists; return True if inserted."""
+    statement = (
+        dialect_insert(session, GenerationOutput)
+        .values(stored_at=utcnow(), **values)
+        .on_conflict_do_nothing(index_elements=["task_id", "index"])
+        .returning(GenerationOutput.id)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None

@@ -5,20 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Insert, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.db import dialect_insert
 from models.events import EventSource, EventStatus, WebhookEvent
-
-
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(WebhookEvent)
-    if dialect == "sqlite":
-        return sqlite.insert(WebhookEvent)
-    raise RuntimeError(f"unsupported database {dialect}")
 
 
 def insert_event(
@@ -42,7 +33,7 @@ def insert_event(
     """
     now = utcnow()
     statement: Insert = (
-        _insert(session)
+        dialect_insert(session, WebhookEvent)
         .values(
             event_id=event_id,
             event_type=event_type,

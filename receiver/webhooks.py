@@ -63,7 +63,7 @@ def receive() -> Response:
         return _error(413, "body_too_large")
 
     try:
-        verified = shared.verifier.verify(request.headers, body)
+        verified = shared.verifier.verify(dict(request.headers.items()), body)
     except SignatureError as exc:
         log.info("delivery rejected code=%s reason=%s", exc.code, exc.detail)
         return _error(401, exc.code)

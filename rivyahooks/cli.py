@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import NoReturn
 
 import click
 
@@ -30,13 +30,13 @@ class Context:
         return self._settings
 
 
-def fail_config(message: str) -> Any:
+def fail_config(message: str) -> NoReturn:
     """Stop with a configuration error and exit code 2."""
     click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_CONFIG)
 
 
-def fail(message: str, next_step: str | None = None) -> Any:
+def fail(message: str, next_step: str | None = None) -> NoReturn:
     """Stop with a failure, its cause and what to do next; exit code 1."""
     click.echo(f"error: {message}", err=True)
     if next_step:

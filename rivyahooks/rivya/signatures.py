@@ -116,11 +116,8 @@ def sign(
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # Werkzeug's Headers is case-insensitive; a plain dict from a test may not be.
-    value = headers.get(name)
-    if value is None:
-        value = headers.get(name.lower())
-    return value
+    # `headers` has lower-case keys (Verifier.verify normalises them).
+    return headers.get(name.lower())
 
 
 def _ascii(value: str, name: str, limit: int) -> str:
@@ -235,6 +232,8 @@ class Verifier:
     def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
         """Return what matched, or raise SignatureError."""
         current = time.time() if now is None else now
+        # HTTP header names are case-insensitive; one normalised copy serves every lookup.
+        headers = {name.lower(): value for name, value in headers.items()}
         if self.scheme == contract.SCHEME_STANDARD:
             return _verify_standard(self._keys, headers, body, current, self.tolerance)
         return _verify_timestamped(self._keys, headers, body, current, self.tolerance)
