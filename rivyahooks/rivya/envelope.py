@@ -12,7 +12,12 @@ from typing import Any
 
 from rivyahooks.rivya import contract
 
+# The widths of the columns these fields are stored in (models.events.WebhookEvent): a
+# longer value is dropped here rather than failing the insert, which would answer a genuine
+# delivery with a 5xx on every retry.
 MAX_ID_CHARS = 255
+MAX_TYPE_CHARS = 100
+MAX_API_VERSION_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -26,8 +31,9 @@ class Envelope:
     problem: str | None
 
 
-def _short_str(value: Any) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS:
+def _short_str(value: Any, limit: int = MAX_ID_CHARS) -> str | None:
+    # Control characters are refused too: PostgreSQL cannot store a NUL in a text column.
+    if isinstance(value, str) and 0 < len(value) <= limit and value.isprintable():
         return value
     return None
 
@@ -46,8 +52,9 @@ def envelope_from_dict(document: Any) -> Envelope:
     if not isinstance(document, dict):
         return Envelope(None, None, None, None, None, "body is not a JSON object")
     event_id = _short_str(document.get("id"))
-    event_type = _short_str(document.get("type"))
-    api_version = _short_str(document.get("api_version"))
+    raw_type = document.get("type")
+    event_type = _short_str(raw_type, MAX_TYPE_CHARS)
+    api_version = _short_str(document.get("api_version"), MAX_API_VERSION_CHARS)
     created_at = _short_str(document.get("created_at"))
     data = document.get(contract.EVENT_DATA_KEY)
     task_id = _short_str(data.get(contract.EVENT_TASK_ID_KEY)) if isinstance(data, dict) else None
@@ -55,7 +62,7 @@ def envelope_from_dict(document: Any) -> Envelope:
     if event_id is None:
         problem = "event has no id"
     elif event_type not in contract.EVENT_TYPES:
-        problem = f"unknown event type {str(event_type)[:100]!r}"
+        problem = f"unknown event type {str(raw_type)[:100]!r}"
     elif task_id is None:
         problem = "event has no task id"
     return Envelope(event_id, event_type, task_id, api_version, created_at, problem)

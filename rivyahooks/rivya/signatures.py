@@ -22,7 +22,9 @@ from rivyahooks.rivya import contract
 # and refusing it early keeps the cost of a forged request small.
 MAX_SIGNATURE_HEADER_CHARS = 4096
 MAX_SIGNATURE_ENTRIES = 16
-MAX_ID_HEADER_CHARS = 256
+# The width of the event_id column: a longer id could never be stored, so it is refused here
+# (401) instead of failing the insert (a 5xx Rivya would retry for days).
+MAX_ID_HEADER_CHARS = 255
 
 
 class SignatureError(Exception):
@@ -151,6 +153,9 @@ def _verify_standard(
     msg_sig = _ascii(msg_sig, contract.STANDARD_SIGNATURE_HEADER, MAX_SIGNATURE_HEADER_CHARS)
     if not msg_id:
         raise SignatureError(INVALID, "webhook-id is empty")
+    if not msg_id.isprintable():
+        # The id becomes a stored key; PostgreSQL cannot store a NUL in a text column.
+        raise SignatureError(INVALID, "webhook-id has control characters")
     ts = _timestamp(msg_ts, now, tolerance)
 
     candidates: list[bytes] = []
