@@ -50,6 +50,7 @@ def create_celery(settings: Settings) -> RivyaCelery:
     # weak=False: the closure has no other reference and would be collected at once.
     worker_process_init.connect(reset_after_fork, weak=False)
     # Importing registers the tasks with this app (shared_task binds to the current app).
-    import tasks.events  # noqa: F401
+    import tasks.events
+    import tasks.reconcile_task  # noqa: F401
 
     return app
