@@ -1,0 +1,225 @@
+"""Download a generation's result file: streamed, hashed, bounded, and never to a private host.
+
+Result URLs come from Rivya's responses and webhooks, so they are treated as untrusted:
+
+- only https, and only hosts whose every resolved address is public (no loopback, private,
+  link-local, reserved, multicast or unspecified address), unless the host is listed in
+  `allowed_hosts` (the simulator on http://127.0.0.1, for example);
+- no Authorization header ever (a separate client without the API key), no cookies, no
+  redirects (a 3xx is an error: following it would need the policy checked again);
+- the body is streamed to `dest` in chunks with its sha256 and size computed on the way, the
+  size bounded by `max_bytes`, and compared with Content-Length at the end.
+
+Known gap: the host is resolved for the check and again by the connection, so a DNS answer
+that changes between the two (rebinding) is not caught; pinning the checked address would
+need a custom transport.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from rivyahooks.rivya import contract
+from rivyahooks.rivya.client import parse_retry_after
+from rivyahooks.rivya.errors import (
+    DisallowedURLError,
+    DownloadFailedError,
+    DownloadIncompleteError,
+    DownloadTooLargeError,
+    DownloadTransientError,
+    ResultExpiredError,
+)
+
+CHUNK_BYTES = 1024 * 1024
+
+Resolver = Callable[[str, int], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What was written to `dest`."""
+
+    sha256: str
+    size: int
+    content_type: str | None
+    host: str
+
+
+def resolve_addresses(host: str, port: int) -> list[str]:
+    """Return every address `host` resolves to."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+    )
+
+
+def _host_allowed(host: str, port: int | None, allowed_hosts: Iterable[str]) -> bool:
+    names = {host}
+    if port is not None:
+        names.add(f"{host}:{port}")
+        names.add(f"[{host}]:{port}")
+    names.add(f"[{host}]")
+    return any(entry.strip().lower() in names for entry in allowed_hosts)
+
+
+def check_url(
+    url: str, allowed_hosts: Iterable[str] = (), resolve: Resolver = resolve_addresses
+) -> str:
+    """Return the URL's host if the download policy allows it, else raise DisallowedURLError."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise DisallowedURLError("the URL cannot be parsed") from None
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise DisallowedURLError("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise DisallowedURLError("the URL carries credentials")
+    allowed = _host_allowed(host, port, allowed_hosts)
+    if parts.scheme != "https" and not (allowed and parts.scheme == "http"):
+        raise DisallowedURLError(f"scheme {parts.scheme!r} is not allowed for {host}")
+    if allowed:
+        return host
+    default_port = 443 if parts.scheme == "https" else 80
+    try:
+        addresses = list(resolve(host, port or default_port))
+    except (OSError, UnicodeError):
+        raise DisallowedURLError(f"{host} does not resolve") from None
+    if not addresses:
+        raise DisallowedURLError(f"{host} does not resolve")
+    for address in addresses:
+        try:
+            public = _is_public(address)
+        except ValueError:
+            public = False
+        if not public:
+            raise DisallowedURLError(f"{host} resolves to a non-public address {address}")
+    return host
+
+
+def download_result(
+    url: str,
+    dest: Path,
+    *,
+    allowed_hosts: Iterable[str],
+    max_bytes: int,
+    timeout_seconds: float,
+    http_client: httpx.Client | None = None,
+    resolve: Resolver = resolve_addresses,
+) -> DownloadResult:
+    """Stream `url` into `dest`; on any error `dest` is removed and a DownloadError raised."""
+    host = check_url(url, allowed_hosts, resolve)
+    own_client = http_client is None
+    client = http_client or httpx.Client(
+        follow_redirects=False, timeout=httpx.Timeout(timeout_seconds)
+    )
+    try:
+        return _stream(client, url, dest, host, max_bytes, timeout_seconds)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    finally:
+        if own_client:
+            client.close()
+
+
+def _stream(
+    client: httpx.Client,
+    url: str,
+    dest: Path,
+    host: str,
+    max_bytes: int,
+    timeout_seconds: float,
+) -> DownloadResult:
+    # identity: Content-Length then counts the bytes we store, and no decompression bomb.
+    request = client.build_request(
+        "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout_seconds
+    )
+    # A caller's client may carry default headers; the result host must never see a key.
+    for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+        request.headers.pop(name, None)
+    try:
+        response = client.send(request, stream=True, follow_redirects=False)
+    except httpx.TransportError as exc:
+        raise DownloadTransientError(f"{type(exc).__name__} connecting to {host}") from None
+    try:
+        _check_status(response, host)
+        expected = _content_length(response)
+        if expected is not None and expected > max_bytes:
+            raise DownloadTooLargeError(
+                f"{host} announces {expected} bytes, more than the maximum {max_bytes}"
+            )
+        digest = hashlib.sha256()
+        size = 0
+        with dest.open("wb") as out:
+            try:
+                for chunk in response.iter_raw(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise DownloadTooLargeError(
+                            f"{host} sent more than the maximum {max_bytes} bytes"
+                        )
+                    digest.update(chunk)
+                    out.write(chunk)
+            except httpx.TransportError as exc:
+                raise DownloadIncompleteError(
+                    f"{type(exc).__name__} after {size} bytes from {host}"
+                ) from None
+        if expected is not None and size != expected:
+            raise DownloadIncompleteError(f"{host} sent {size} of {expected} announced bytes")
+        return DownloadResult(
+            sha256=digest.hexdigest(),
+            size=size,
+            content_type=response.headers.get("Content-Type"),
+            host=host,
+        )
+    finally:
+        response.close()
+
+
+def _check_status(response: httpx.Response, host: str) -> None:
+    status = response.status_code
+    if status == 200:
+        return
+    if status in contract.EXPIRED_URL_STATUSES:
+        raise ResultExpiredError(f"{host} answered {status}: the URL has expired", status=status)
+    if status == 429 or status >= 500:
+        raise DownloadTransientError(
+            f"{host} answered {status}",
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    raise DownloadFailedError(f"{host} answered {status}", status=status)
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    raw: Any = response.headers.get("Content-Length")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DownloadFailedError("the Content-Length header is not a number") from None
+    return value if value >= 0 else None
