@@ -2,49 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from typing import NoReturn
-
 import click
 
-from rivyahooks.settings import Settings, SettingsError
-
-# Exit codes: 0 done, 1 the work failed, 2 bad usage or configuration (click's own code).
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-
-
-class Context:
-    """Settings, built once per command from the environment."""
-
-    def __init__(self) -> None:
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            try:
-                self._settings = Settings.from_env()
-            except SettingsError as exc:
-                fail_config(str(exc))
-        return self._settings
-
-
-def fail_config(message: str) -> NoReturn:
-    """Stop with a configuration error and exit code 2."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_CONFIG)
-
-
-def fail(message: str, next_step: str | None = None) -> NoReturn:
-    """Stop with a failure, its cause and what to do next; exit code 1."""
-    click.echo(f"error: {message}", err=True)
-    if next_step:
-        click.echo(f"next: {next_step}", err=True)
-    sys.exit(EXIT_FAILED)
-
-
-pass_context = click.make_pass_decorator(Context, ensure=True)
+from rivyahooks.commands.events import events, replay, stats
+from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
+from rivyahooks.console import Context, fail, pass_context
+from rivyahooks.rivya.simulator.cli import simulate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,6 +15,7 @@ def main() -> None:
     """Receive, process and reconcile Rivya webhooks.
 
     Settings come from the environment (see README.md); every command has --help.
+    Exit status: 0 done, 1 the work failed, 2 bad usage or configuration.
     """
 
 
@@ -96,11 +60,14 @@ def db_check(ctx: Context) -> None:
     click.echo(f"database at {head}, matches the models")
 
 
-def _register_commands() -> None:
-    # Commands that live with the code they drive; each module adds itself to `main`.
-    from rivyahooks.rivya.simulator.cli import simulate
+@main.command("demo")
+@click.option("--generations", default=50, show_default=True, help="Generations to create.")
+def demo(generations: int) -> None:
+    """Run the whole service end to end on embedded defaults and print what happened."""
+    from rivyahooks.demo import run_demo
 
-    main.add_command(simulate)
+    raise SystemExit(run_demo(generations=generations))
 
 
-_register_commands()
+for command in (events, replay, stats, reconcile, submit, sweep, webhooks, doctor, simulate):
+    main.add_command(command)

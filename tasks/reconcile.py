@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.db import dialect_insert
-from models.events import EventSource, EventStatus
+from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationStatus
 from models.inbox import insert_event, mark_enqueued
 from models.reconcile import ReconcileState
@@ -202,8 +202,6 @@ def _store_page(
     summary: ReconcileSummary,
     dry_run: bool,
 ) -> None:
-    from models.events import WebhookEvent
-
     ids = [e.get("id") for e in events if isinstance(e.get("id"), str)]
     with sessions() as session:
         known = set(
@@ -276,6 +274,14 @@ def _poll_generations(
                     Generation.status.in_([GenerationStatus.QUEUED, GenerationStatus.PROCESSING])
                 )
                 .where(Generation.first_seen_at <= cutoff)
+                # An event already waiting for this generation (perhaps just read from the
+                # log) will settle it; polling it too would only add a redundant event.
+                .where(
+                    ~select(WebhookEvent.id)
+                    .where(WebhookEvent.task_id == Generation.task_id)
+                    .where(WebhookEvent.status.in_(UNFINISHED_STATUSES))
+                    .exists()
+                )
                 .order_by(Generation.last_polled_at.asc().nulls_first(), Generation.id)
                 .limit(POLL_BATCH)
             )

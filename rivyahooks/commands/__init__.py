@@ -1,0 +1,1 @@
+"""Subcommands of `rivya-hooks`, grouped by what they work on."""

@@ -1,0 +1,278 @@
+"""Commands on stored events: list, show, replay, stats."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from models.events import EventSource, EventStatus, WebhookEvent
+from models.generations import Generation, GenerationOutput
+from rivyahooks.commands.wiring import broker_sender, open_database
+from rivyahooks.console import Context, echo_json, fail, parse_since, pass_context, table
+from rivyahooks.rivya.envelope import parse_envelope
+
+STATUS = click.Choice([s.value for s in EventStatus])
+
+
+def _event_row(event: WebhookEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "type": event.event_type,
+        "task_id": event.task_id,
+        "source": event.source.value,
+        "status": event.status.value,
+        "status_reason": event.status_reason,
+        "attempts": event.attempts,
+        "last_error": event.last_error,
+        "received_at": event.received_at,
+        "enqueued_at": event.enqueued_at,
+        "started_at": event.started_at,
+        "finished_at": event.finished_at,
+        "updated_at": event.updated_at,
+    }
+
+
+@click.group()
+def events() -> None:
+    """Inspect stored events."""
+
+
+@events.command("list")
+@click.option("--status", type=STATUS, help="Only events in this status.")
+@click.option("--since", help="Only events received after this ISO-8601 time.")
+@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def list_events(
+    ctx: Context, status: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """List events, newest first."""
+    sessions = open_database(ctx.settings)
+    query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
+    if status:
+        query = query.where(WebhookEvent.status == EventStatus(status))
+    if (moment := parse_since(since)) is not None:
+        query = query.where(WebhookEvent.received_at > moment)
+    with sessions() as session:
+        rows = [_event_row(e) for e in session.scalars(query)]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no events")
+        return
+    click.echo(
+        table(
+            [
+                [r["event_id"], r["type"], r["task_id"], r["source"], r["status"], r["attempts"]]
+                for r in rows
+            ],
+            ["event", "type", "task", "source", "status", "attempts"],
+        )
+    )
+
+
+@events.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def show_event(ctx: Context, event_id: str, as_json: bool) -> None:
+    """Show one event's timeline: received, attempts, errors, outputs."""
+    sessions = open_database(ctx.settings)
+    with sessions() as session:
+        event = session.scalars(
+            select(WebhookEvent).where(WebhookEvent.event_id == event_id)
+        ).one_or_none()
+        if event is None:
+            fail(f"no event {event_id!r}", "list events with `rivya-hooks events list`")
+        document = _event_row(event)
+        document["headers"] = event.headers
+        generation = None
+        if event.task_id:
+            generation = session.scalars(
+                select(Generation).where(Generation.task_id == event.task_id)
+            ).one_or_none()
+        document["generation"] = (
+            None
+            if generation is None
+            else {
+                "status": generation.status.value,
+                "error_code": generation.error_code,
+                "error_message": generation.error_message,
+                "anomaly": generation.anomaly,
+                "final_credits": generation.final_credits,
+                "results_stored_at": generation.results_stored_at,
+                "outputs": [
+                    {
+                        "index": o.index,
+                        "size_bytes": o.size_bytes,
+                        "sha256": o.sha256,
+                        "storage_key": o.storage_key,
+                        "stored_at": o.stored_at,
+                    }
+                    for o in session.scalars(
+                        select(GenerationOutput)
+                        .where(GenerationOutput.task_id == event.task_id)
+                        .order_by(GenerationOutput.index)
+                    )
+                ],
+            }
+        )
+    if as_json:
+        echo_json(document)
+        return
+    click.echo(f"event     {document['event_id']}  ({document['type']}, via {document['source']})")
+    click.echo(f"task      {document['task_id']}")
+    click.echo(f"status    {document['status']}  {document['status_reason'] or ''}".rstrip())
+    click.echo(f"attempts  {document['attempts']}")
+    for label in ("received_at", "enqueued_at", "started_at", "finished_at"):
+        if document[label]:
+            click.echo(f"{label.replace('_at', ''):9} {document[label].isoformat()}")
+    if document["last_error"]:
+        click.echo(f"error     {document['last_error']}")
+    gen = document["generation"]
+    if gen:
+        click.echo(
+            f"generation {gen['status']}"
+            + (f" error={gen['error_code']}" if gen["error_code"] else "")
+        )
+        for output in gen["outputs"]:
+            click.echo(
+                f"  output {output['index']}: {output['size_bytes']} bytes "
+                f"sha256={output['sha256'][:16]}… {output['storage_key']}"
+            )
+
+
+@click.command()
+@click.argument("event_ids", nargs=-1)
+@click.option("--status", "from_status", type=STATUS, help="Replay every event in this status.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def replay(
+    ctx: Context, event_ids: tuple[str, ...], from_status: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Re-run stored events through the current code (by id, or all of --status)."""
+    if bool(event_ids) == bool(from_status):
+        raise click.UsageError("give event ids or --status, not both and not neither")
+    sessions = open_database(ctx.settings)
+    plan: list[dict[str, Any]] = []
+    with sessions() as session:
+        query = select(WebhookEvent)
+        if from_status:
+            query = query.where(WebhookEvent.status == EventStatus(from_status))
+        else:
+            query = query.where(WebhookEvent.event_id.in_(event_ids))
+        found = list(session.scalars(query.order_by(WebhookEvent.id)))
+    missing = set(event_ids) - {e.event_id for e in found}
+    if missing:
+        fail(f"no such events: {', '.join(sorted(missing))}")
+    for event in found:
+        plan.append(_replay_plan(event))
+    if not dry_run:
+        send = broker_sender(ctx.settings)
+        _apply_replay(sessions, plan, send)
+    if as_json:
+        echo_json({"dry_run": dry_run, "events": plan})
+        return
+    verb = "would" if dry_run else "will"
+    for item in plan:
+        click.echo(f"{item['event_id']}: {item['from']} -> {item['to']} ({verb} {item['action']})")
+    click.echo(f"{len(plan)} event(s) {'would be ' if dry_run else ''}replayed")
+
+
+def _replay_plan(event: WebhookEvent) -> dict[str, Any]:
+    item: dict[str, Any] = {"event_id": event.event_id, "from": event.status.value}
+    if event.status is EventStatus.QUARANTINED:
+        envelope = parse_envelope(event.body)
+        if envelope.problem:
+            item.update(to="quarantined", action="stay quarantined: " + envelope.problem)
+            return item
+        item.update(to="enqueued", action="be processed: the current code understands it")
+        item["envelope"] = {
+            "event_type": envelope.event_type,
+            "task_id": envelope.task_id,
+            "api_version": envelope.api_version,
+        }
+        return item
+    item.update(to="enqueued", action="be processed again (stored outputs are kept)")
+    return item
+
+
+def _apply_replay(sessions: Any, plan: list[dict[str, Any]], send: Any) -> None:
+    for item in plan:
+        if item["to"] != "enqueued":
+            continue
+        with sessions.begin() as session:
+            event = session.scalars(
+                select(WebhookEvent).where(WebhookEvent.event_id == item["event_id"])
+            ).one()
+            if "envelope" in item:
+                event.event_type = item["envelope"]["event_type"]
+                event.task_id = item["envelope"]["task_id"]
+                event.api_version = item["envelope"]["api_version"]
+            if event.status is not EventStatus.ENQUEUED:
+                event.transition(EventStatus.ENQUEUED, "replayed by an operator")
+            event.attempts = 0
+            event.enqueued_at = dt.datetime.now(dt.UTC)
+        send(item["event_id"])
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def stats(ctx: Context, as_json: bool) -> None:
+    """Counts by status, the oldest unprocessed event, events found only by reconcile."""
+    sessions = open_database(ctx.settings)
+    unfinished = [
+        EventStatus.RECEIVED,
+        EventStatus.ENQUEUED,
+        EventStatus.PROCESSING,
+        EventStatus.FAILED,
+    ]
+    with sessions() as session:
+        by_status = dict(
+            session.execute(
+                select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
+            ).all()
+        )
+        by_source = dict(
+            session.execute(
+                select(WebhookEvent.source, func.count()).group_by(WebhookEvent.source)
+            ).all()
+        )
+        oldest = session.execute(
+            select(WebhookEvent.event_id, WebhookEvent.received_at, WebhookEvent.status)
+            .where(WebhookEvent.status.in_(unfinished))
+            .order_by(WebhookEvent.received_at)
+            .limit(1)
+        ).first()
+    total = sum(by_status.values())
+    reconciled = by_source.get(EventSource.RECONCILE, 0)
+    counts = {s.value: by_status.get(s, 0) for s in EventStatus}
+    document: dict[str, Any] = {
+        "events": total,
+        "by_status": counts,
+        "by_source": {s.value: by_source.get(s, 0) for s in EventSource},
+        "found_only_by_reconcile_share": round(reconciled / total, 4) if total else 0.0,
+        "oldest_unprocessed": None
+        if oldest is None
+        else {"event_id": oldest[0], "received_at": oldest[1], "status": oldest[2].value},
+    }
+    if as_json:
+        echo_json(document)
+        return
+    click.echo(f"events: {total}")
+    click.echo(table([[k, v] for k, v in counts.items()], ["status", "count"]))
+    click.echo(
+        f"found only by reconcile: {reconciled} ({document['found_only_by_reconcile_share']:.1%})"
+    )
+    if oldest is None:
+        click.echo("oldest unprocessed: none")
+    else:
+        click.echo(
+            f"oldest unprocessed: {oldest[0]} ({oldest[2].value} since {oldest[1].isoformat()})"
+        )

@@ -1,0 +1,305 @@
+"""Commands that talk to Rivya: submit, reconcile, webhooks, doctor; and the sweeper."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import click
+from sqlalchemy import text
+
+from models.base import utcnow
+from rivyahooks.commands.wiring import broker_sender, open_database, rivya_client
+from rivyahooks.console import Context, echo_json, fail, parse_since, pass_context, progress
+from rivyahooks.rivya import contract
+from rivyahooks.rivya.errors import RivyaError
+
+
+def _param(values: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--param")
+        try:
+            params[key] = json.loads(raw)  # numbers, booleans and JSON stay typed
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+@click.command()
+@click.option("--model", required=True, help="Rivya model id (see GET /api/v1/models).")
+@click.option("--prompt", help="The prompt.")
+@click.option("--param", "params", multiple=True, help="Model parameter key=value (repeatable).")
+@click.option("--idempotency-key", help="Reuse to retry safely; a new one is made when omitted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def submit(
+    ctx: Context,
+    model: str,
+    prompt: str | None,
+    params: tuple[str, ...],
+    idempotency_key: str | None,
+    as_json: bool,
+) -> None:
+    """Create a generation and record it, so the poller covers it even without an event."""
+    from tasks.generation_state import apply_generation, lock_generation
+
+    settings = ctx.settings
+    sessions = open_database(settings)
+    key = idempotency_key or str(uuid.uuid4())
+    with rivya_client(settings) as client:
+        try:
+            generation = client.create_generation(
+                model, prompt=prompt, params=_param(params) or None, idempotency_key=key
+            )
+        except RivyaError as exc:
+            fail(f"Rivya refused the generation: {exc}", _next_step_for(exc))
+    with sessions.begin() as session:
+        row = lock_generation(session, str(generation["id"]))
+        apply_generation(row, generation)
+        row.submitted_at = row.submitted_at or utcnow()
+    if as_json:
+        echo_json({"generation": generation, "idempotency_key": key})
+        return
+    click.echo(f"submitted {generation['id']} ({generation.get('status')}), idempotency key {key}")
+
+
+def _next_step_for(exc: RivyaError) -> str:
+    if exc.status in (401, 403):
+        return "check RIVYA_API_KEY and its scopes"
+    if exc.retryable:
+        return "retry with the same --idempotency-key"
+    return "fix the request (see the message) and submit again"
+
+
+@click.command()
+@click.option("--since", help="Read the event log from this ISO-8601 time, not the checkpoint.")
+@click.option("--dry-run", is_flag=True, help="Count what is missing; store and enqueue nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_context
+def reconcile(ctx: Context, since: str | None, dry_run: bool, as_json: bool) -> None:
+    """Find events and results that webhooks missed, and enqueue them."""
+    from tasks.reconcile import ReconcileBusy
+    from tasks.reconcile import reconcile as run
+
+    settings = ctx.settings
+    moment = parse_since(since)
+    sessions = open_database(settings)
+    send = (lambda _event_id: None) if dry_run else broker_sender(settings)
+    with rivya_client(settings) as client:
+        try:
+            summary = run(
+                sessions, settings, client, send, since=moment, dry_run=dry_run, progress=progress
+            )
+        except ReconcileBusy:
+            fail("another reconcile is running", "wait for it to finish, then run again")
+        except RivyaError as exc:
+            fail(f"Rivya: {exc}", _next_step_for(exc))
+    if as_json:
+        echo_json(summary.as_dict())
+        return
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    prefix = "dry run: " if dry_run else ""
+    click.echo(
+        f"{prefix}pages read {summary.pages_read}, events listed {summary.events_listed}, "
+        f"missing here {summary.events_missing}, enqueued {summary.enqueued}, "
+        f"generations polled {summary.generations_polled}, "
+        f"recovered {summary.generations_recovered}"
+    )
+
+
+@click.command()
+@pass_context
+def sweep(ctx: Context) -> None:
+    """Re-enqueue events the broker lost or never got (beat runs this on a schedule)."""
+    from tasks.sweep import sweep as run
+
+    settings = ctx.settings
+    sessions = open_database(settings)
+    result = run(sessions, settings, broker_sender(settings))
+    click.echo(f"found {result.found}, enqueued {result.enqueued}")
+    if result.enqueued < result.found:
+        fail("the broker refused some events", "check BROKER_URL and that the broker runs")
+
+
+@click.group()
+def webhooks() -> None:
+    """Manage the webhook endpoint registered with Rivya."""
+
+
+@webhooks.command("register")
+@click.option("--url", required=True, help="Public HTTPS URL of this service's /webhooks/rivya.")
+@click.option("--name", default="rivya-hooks", show_default=True, help="Endpoint name.")
+@click.option(
+    "--event-type",
+    "event_types",
+    multiple=True,
+    type=click.Choice(sorted(contract.EVENT_TYPES)),
+    help="Event types to receive (default: all).",
+)
+@pass_context
+def register(ctx: Context, url: str, name: str, event_types: tuple[str, ...]) -> None:
+    """Create the endpoint at Rivya and print its signing secret, once."""
+    if not url.rstrip("/").endswith("/webhooks/rivya"):
+        click.echo("warning: the receiver listens on /webhooks/rivya; is the URL right?", err=True)
+    with rivya_client(ctx.settings) as client:
+        try:
+            endpoint = client.create_webhook(
+                name, url, list(event_types or sorted(contract.EVENT_TYPES))
+            )
+        except RivyaError as exc:
+            fail(f"Rivya refused the endpoint: {exc}", _next_step_for(exc))
+    click.echo(f"endpoint {endpoint['id']} registered for {url}")
+    click.echo("signing secret (shown once, store it now):")
+    click.echo(f"  {endpoint.get('signing_secret')}")
+    click.echo(
+        "next: set RIVYA_WEBHOOK_SECRETS to this secret (keep the old one beside it, "
+        "comma-separated, while rotating) and restart the web role"
+    )
+
+
+@webhooks.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def webhooks_status(ctx: Context, as_json: bool) -> None:
+    """Show the registered endpoints and their recent delivery health."""
+    with rivya_client(ctx.settings) as client:
+        try:
+            endpoints = client.list_webhooks().get("data", [])
+        except RivyaError as exc:
+            fail(f"Rivya: {exc}", _next_step_for(exc))
+    if as_json:
+        echo_json(endpoints)
+        return
+    if not endpoints:
+        click.echo("no endpoints: register one with `rivya-hooks webhooks register --url ...`")
+        return
+    for endpoint in endpoints:
+        click.echo(
+            f"{endpoint.get('id')}  {endpoint.get('status')}  {endpoint.get('url')}  "
+            f"failures={endpoint.get('failure_count')}  "
+            f"last_success={endpoint.get('last_success_at')}  "
+            f"last_failure={endpoint.get('last_failure_at')}"
+        )
+
+
+# Skew beyond this eats into the signature tolerance enough to reject genuine deliveries.
+SKEW_WARNING_SECONDS = 30
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def doctor(ctx: Context, as_json: bool) -> None:
+    """Check settings, database, broker, the Rivya key, the endpoint and clock skew."""
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool, detail: str, next_step: str | None = None) -> None:
+        checks.append(
+            {"check": name, "ok": ok, "detail": detail, "next": None if ok else next_step}
+        )
+
+    settings = ctx.settings
+    check(
+        "settings",
+        True,
+        f"scheme {settings.webhook_scheme}, {len(settings.webhook_secrets)} webhook secret(s), "
+        f"API base {settings.rivya_api_base}",
+    )
+    check(
+        "webhook secrets",
+        bool(settings.webhook_secrets),
+        f"{len(settings.webhook_secrets)} configured",
+        "set RIVYA_WEBHOOK_SECRETS",
+    )
+    _doctor_database(settings, check)
+    _doctor_broker(settings, check)
+    _doctor_rivya(settings, check)
+    failed = [c for c in checks if not c["ok"]]
+    if as_json:
+        echo_json({"ok": not failed, "checks": checks})
+    else:
+        for c in checks:
+            click.echo(f"{'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}")
+            if c["next"]:
+                click.echo(f"     next: {c['next']}")
+    if failed:
+        raise SystemExit(1)
+
+
+def _doctor_database(settings: Any, check: Any) -> None:
+    from models.db import make_engine
+    from models.migrate import current_revision, head_revision
+
+    try:
+        engine = make_engine(settings.database_url)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        current, head = current_revision(engine), head_revision()
+        check(
+            "database",
+            current == head,
+            f"reachable, at revision {current} (code expects {head})",
+            "run `rivya-hooks db upgrade`",
+        )
+    except Exception as exc:
+        check("database", False, f"unreachable ({type(exc).__name__})", "check DATABASE_URL")
+
+
+def _doctor_broker(settings: Any, check: Any) -> None:
+    from celery import Celery
+
+    from rivyahooks.broker import celery_config
+
+    app = Celery("rivyahooks-doctor", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)
+        check("broker", True, "reachable")
+    except Exception as exc:
+        check("broker", False, f"unreachable ({type(exc).__name__})", "check BROKER_URL")
+    finally:
+        app.close()
+
+
+def _doctor_rivya(settings: Any, check: Any) -> None:
+    from rivyahooks.rivya.client import RivyaClient
+
+    if not settings.rivya_api_key:
+        check("rivya key", False, "RIVYA_API_KEY is not set", "export RIVYA_API_KEY")
+        return
+    with RivyaClient.from_settings(settings) as client:
+        try:
+            balance, server_date = client.credits_with_date()
+            check("rivya key", True, f"accepted; {balance.get('current_credits')} credits")
+        except RivyaError as exc:
+            check("rivya key", False, f"{exc.code} (HTTP {exc.status})", _next_step_for(exc))
+            return
+        if server_date is not None:
+            skew = (utcnow() - server_date).total_seconds()
+            check(
+                "clock skew",
+                abs(skew) <= SKEW_WARNING_SECONDS,
+                f"{skew:+.1f} s against Rivya's Date header "
+                f"(signature tolerance {settings.webhook_tolerance_seconds} s)",
+                "synchronise this host's clock (NTP)",
+            )
+        else:
+            check("clock skew", True, "Rivya sent no Date header; not measured")
+        try:
+            endpoints = client.list_webhooks().get("data", [])
+        except RivyaError as exc:
+            check("endpoint", False, f"cannot list endpoints: {exc.code}", _next_step_for(exc))
+            return
+        active = [e for e in endpoints if e.get("status") == "active"]
+        check(
+            "endpoint",
+            bool(active),
+            f"{len(active)} active of {len(endpoints)} registered",
+            "register one with `rivya-hooks webhooks register --url ...`",
+        )
