@@ -19,9 +19,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app; production passes nothing and settings come from the environment."""
     settings = Settings.from_env() if settings is None else settings
     app = Flask("receiver")
-    # Werkzeug enforces this while reading a body without Content-Length (chunked), so the
-    # limit holds for every request, not just honest ones.
-    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    # Werkzeug bounds a body without Content-Length (chunked) by this while reading it, but
+    # silently: it stops at the limit instead of failing. One byte over our limit lets the
+    # endpoint see that a chunked body was too large and answer 413 (see webhooks._read_body).
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes + 1
     engine = make_engine(settings.database_url)
     app.extensions["rivyahooks"] = ReceiverState(
         settings=settings,

@@ -37,11 +37,15 @@ def _error(status: int, code: str, **headers: str) -> Response:
 
 
 def _read_body(limit: int) -> bytes:
-    # Refuse by the declared length before reading a byte; Flask's MAX_CONTENT_LENGTH then
-    # bounds a chunked body while it streams in.
+    # Refuse by the declared length before reading a byte. A chunked body is read up to
+    # MAX_CONTENT_LENGTH, one byte more than the limit: getting that byte means it was too
+    # large (a cut-off body would otherwise fail verification as a 401 Rivya cannot explain).
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge()
-    return request.get_data(cache=False)
+    body = request.get_data(cache=False)
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    return body
 
 
 def _stored_headers() -> dict[str, str]:
