@@ -74,6 +74,14 @@ def _is_public(address: str) -> bool:
     )
 
 
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _host_allowed(host: str, port: int | None, allowed_hosts: Iterable[str]) -> bool:
     names = {host}
     if port is not None:
@@ -103,10 +111,14 @@ def check_url(
     if allowed:
         return host
     default_port = 443 if parts.scheme == "https" else 80
-    try:
-        addresses = list(resolve(host, port or default_port))
-    except (OSError, UnicodeError):
-        raise DisallowedURLError(f"{host} does not resolve") from None
+    if _is_ip_literal(host):
+        # The address is in the URL itself: check it as written, resolve nothing.
+        addresses = [host]
+    else:
+        try:
+            addresses = list(resolve(host, port or default_port))
+        except (OSError, UnicodeError):
+            raise DisallowedURLError(f"{host} does not resolve") from None
     if not addresses:
         raise DisallowedURLError(f"{host} does not resolve")
     for address in addresses:

@@ -247,7 +247,10 @@ class Simulator:
         self.state.public_url = self._public_url or f"http://{self._url_host()}:{self.port}"
         self.dispatcher.start()
         self._threads = [
-            threading.Thread(target=self._server.serve_forever, name="sim-http", daemon=True),
+            # A short poll interval makes stop() quick, which keeps test teardown cheap.
+            threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name="sim-http", daemon=True
+            ),
             threading.Thread(target=self._tick, name="sim-ticker", daemon=True),
         ]
         for thread in self._threads:

@@ -1,0 +1,91 @@
+"""The pager stops on has_more false, an empty page, or a repeated cursor; 20k events stay fast."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from rivyahooks.rivya.client import RivyaClient
+from rivyahooks.rivya.simulator import Simulator
+
+Page = dict[str, object]
+
+
+def _event(event_id: str) -> dict[str, object]:
+    return {"id": event_id, "type": "generation.succeeded", "object": "event", "data": {}}
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[list[Page]], str]]:
+    """Serve a fixed sequence of event-log pages (the last one repeats)."""
+    servers = []
+
+    def start(pages: list[Page]) -> str:
+        served = [0]
+
+        @Request.application  # type: ignore[arg-type]
+        def app(request: Request) -> Response:
+            page = pages[min(served[0], len(pages) - 1)]
+            served[0] += 1
+            return Response(json.dumps(page), content_type="application/json")
+
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_stops_on_repeated_cursor(scripted: Callable[[list[Page]], str]) -> None:
+    # A buggy server that keeps answering the same page with has_more: true.
+    url = scripted(
+        [{"object": "list", "data": [_event("evt_1"), _event("evt_2")], "has_more": True}]
+    )
+    with RivyaClient(url, "rvya_sk_x") as client:
+        pager = client.iter_webhook_events()
+        events = list(pager)
+    assert pager.pages == 2
+    assert pager.stopped_on == "repeated_cursor"
+    assert [e["id"] for e in events] == ["evt_1", "evt_2", "evt_1", "evt_2"]
+
+
+def test_stops_on_empty_page_even_if_has_more(scripted: Callable[[list[Page]], str]) -> None:
+    url = scripted(
+        [
+            {"object": "list", "data": [_event("evt_1")], "has_more": True},
+            {"object": "list", "data": [], "has_more": True},
+        ]
+    )
+    with RivyaClient(url, "rvya_sk_x") as client:
+        pager = client.iter_webhook_events()
+        assert [e["id"] for e in pager] == ["evt_1"]
+    assert pager.pages == 2
+    assert pager.stopped_on == "empty_page"
+
+
+def test_twenty_thousand_events_page_quickly(sim: Simulator, rivya: RivyaClient) -> None:
+    started = time.monotonic()
+    sim.seed_events(20_000, older_than_seconds=5, spacing_ms=10)
+    seeded = time.monotonic() - started
+    sim.reset_requests()
+    started = time.monotonic()
+    pager = rivya.iter_webhook_events(limit=100)
+    count = sum(1 for _ in pager)
+    elapsed = time.monotonic() - started
+    assert count == 20_000
+    assert pager.pages == 200
+    assert len(sim.requests("/api/v1/webhook-events")) == 200
+    assert seeded < 5
+    assert elapsed < 20
