@@ -1,0 +1,128 @@
+"""The Procfile's own release and web lines, run as a platform would run them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks.webhooks import Webhook
+
+from models.events import WebhookEvent
+from rivyahooks.settings import Settings
+from tests.conftest import SECRET, make_event
+from tests.support.processes import BIN, ROOT, child_env, free_port, stop, wait_for_http
+
+
+def procfile_command(role: str, env: dict[str, str]) -> list[str]:
+    """Return the argv of a Procfile role, with ${VAR} and ${VAR:-default} substituted."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() == role:
+            words = shlex.split(command)
+            return [_expand(word, env) for word in words]
+    raise AssertionError(f"Procfile has no {role}: line")
+
+
+VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
+
+
+def _expand(word: str, env: dict[str, str]) -> str:
+    """Substitute variables the way the shell a platform runs the line in would."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        default = match.group(2)
+        found = env.get(name, "")
+        return found if found or default is None else default
+
+    return VARIABLE.sub(value, word)
+
+
+def with_venv(argv: list[str]) -> list[str]:
+    # The Procfile names commands found on PATH; here that is the project's environment.
+    return [str(BIN / argv[0]), *argv[1:]]
+
+
+@pytest.fixture
+def web(
+    postgres_url: str, redis_url: str, sessions: sessionmaker[Session], tmp_path: Path
+) -> Iterator[str]:
+    settings = Settings(database_url=postgres_url, broker_url=redis_url, webhook_secrets=(SECRET,))
+    port = free_port()
+    env = child_env(settings, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2")
+
+    release = subprocess.run(
+        with_venv(procfile_command("release", env)),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert release.returncode == 0, release.stderr
+
+    argv = procfile_command("web", env)
+    assert argv[0] == "gunicorn"
+    log = open(tmp_path / "web.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        with_venv(argv), cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(url + "/healthz", process)
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+def count(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(WebhookEvent)) or 0)
+
+
+def test_web_line_takes_a_reference_signed_delivery(
+    web: str, sessions: sessionmaker[Session]
+) -> None:
+    event = make_event()
+    body = json.dumps(event)
+    now = dt.datetime.now(dt.UTC)
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": event["id"],
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(SECRET).sign(event["id"], now, body),
+    }
+    with httpx.Client(base_url=web, timeout=10, follow_redirects=False) as client:
+        assert client.get("/readyz").status_code == 200
+        taken = client.post("/webhooks/rivya", content=body.encode(), headers=headers)
+        assert taken.status_code == 202
+        assert count(sessions) == 1
+
+        tampered = bytearray(body.encode())
+        position = body.index('"img-1"') + 1
+        tampered[position] ^= 0x01
+        refused = client.post("/webhooks/rivya", content=bytes(tampered), headers=headers)
+        assert refused.status_code == 401
+        assert count(sessions) == 1
+    with sessions() as session:
+        (row,) = session.scalars(select(WebhookEvent))
+    assert row.event_id == event["id"]
+    assert row.body == body.encode()
+
+
+def test_procfile_variables_are_substituted() -> None:
+    argv = procfile_command("worker", {"WORKER_CONCURRENCY": "3"})
+    assert argv[argv.index("--concurrency") + 1] == "3"
+    argv = procfile_command("worker", {})
+    assert argv[argv.index("--concurrency") + 1] == "4"
