@@ -51,6 +51,7 @@ def db_check(ctx: Context) -> None:
     from models.migrate import current_revision, drift, head_revision
 
     engine = make_engine(ctx.settings.database_url)
+    click.get_current_context().call_on_close(engine.dispose)
     current, head = current_revision(engine), head_revision()
     if current != head:
         fail(f"database is at {current}, code expects {head}", "run `rivya-hooks db upgrade`")

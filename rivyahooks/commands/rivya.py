@@ -237,6 +237,7 @@ def _doctor_database(settings: Any, check: Any) -> None:
 
     try:
         engine = make_engine(settings.database_url)
+        click.get_current_context().call_on_close(engine.dispose)
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         current, head = current_revision(engine), head_revision()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import click
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,8 @@ from rivyahooks.settings import Settings, SettingsError
 def open_database(settings: Settings) -> sessionmaker[Session]:
     """Return a session factory, or stop with the cause when the database is unusable."""
     engine = make_engine(settings.database_url)
+    # The command's connections close when the command ends, not whenever GC gets to them.
+    click.get_current_context().call_on_close(engine.dispose)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1 FROM webhook_events LIMIT 1"))
@@ -34,6 +37,7 @@ def broker_sender(settings: Settings) -> Callable[[str], None]:
     from tasks.events import send_process_event
 
     app = create_celery(settings)
+    click.get_current_context().call_on_close(app.close)
     return lambda event_id: send_process_event(app, event_id)
 
 

@@ -1,0 +1,182 @@
+"""The operator commands, run as an operator would, against a real database and the simulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import click
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.events import EventSource, EventStatus, WebhookEvent
+from models.generations import Generation
+from models.inbox import insert_event
+from rivyahooks.cli import main
+from rivyahooks.rivya import contract
+from rivyahooks.rivya.simulator.config import SimConfig
+from rivyahooks.rivya.simulator.server import Simulator
+from rivyahooks.settings import Settings
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", list(all_commands(main)), ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    config = SimConfig(queued_seconds=0, processing_seconds=0, failure_ratio=0, output_bytes=1024)
+    with Simulator(config=config, seed=3).start() as sim:
+        yield sim
+
+
+@pytest.fixture
+def run(settings: Settings, simulator: Simulator):  # type: ignore[no-untyped-def]
+    env = settings.replace(rivya_api_base=simulator.url, rivya_api_key=simulator.api_key).to_env()
+
+    def invoke(*args: str, **extra_env: str) -> click.testing.Result:
+        return CliRunner().invoke(main, list(args), env={**env, **extra_env})
+
+    return invoke
+
+
+def store(sessions: sessionmaker[Session], event_id: str, **values: object) -> None:
+    with sessions.begin() as session:
+        insert_event(
+            session,
+            event_id=event_id,
+            body=values.pop("body", b"{}"),  # type: ignore[arg-type]
+            source=EventSource.WEBHOOK,
+            **values,  # type: ignore[arg-type]
+        )
+
+
+def test_events_list_show_and_stats(run, sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+    store(sessions, "evt_a", event_type=contract.EVENT_GENERATION_SUCCEEDED, task_id="task_a")
+    store(sessions, "evt_b", status=EventStatus.QUARANTINED, status_reason="body is not JSON")
+
+    listed = run("events", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert {e["event_id"] for e in json.loads(listed.output)} == {"evt_a", "evt_b"}
+
+    only = run("events", "list", "--status", "quarantined", "--json")
+    assert [e["event_id"] for e in json.loads(only.output)] == ["evt_b"]
+
+    shown = run("events", "show", "evt_a")
+    assert shown.exit_code == 0
+    assert "task_a" in shown.output
+
+    missing = run("events", "show", "evt_nope")
+    assert missing.exit_code == 1
+    assert "no event 'evt_nope'" in missing.output
+
+    stats = json.loads(run("stats", "--json").output)
+    assert stats["events"] == 2
+    assert stats["by_status"]["quarantined"] == 1
+    assert stats["oldest_unprocessed"]["event_id"] == "evt_a"
+
+
+def test_replay_dry_run_changes_nothing_then_replay_enqueues(  # type: ignore[no-untyped-def]
+    run, sessions: sessionmaker[Session]
+) -> None:
+    body = json.dumps(
+        {"id": "evt_q", "type": contract.EVENT_GENERATION_FAILED, "data": {"id": "task_q"}}
+    ).encode()
+    # Stored as quarantined by an older version of the code that could not read it.
+    store(sessions, "evt_q", body=body, status=EventStatus.QUARANTINED, status_reason="old code")
+    store(sessions, "evt_junk", body=b"not json", status=EventStatus.QUARANTINED)
+
+    dry = run("replay", "--status", "quarantined", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = {e["event_id"]: e["to"] for e in json.loads(dry.output)["events"]}
+    assert plan == {"evt_q": "enqueued", "evt_junk": "quarantined"}
+    with sessions() as session:
+        assert {e.status for e in session.scalars(select(WebhookEvent))} == {
+            EventStatus.QUARANTINED
+        }
+
+    done = run("replay", "evt_q", "evt_junk")
+    assert done.exit_code == 0, done.output
+    with sessions() as session:
+        rows = {e.event_id: e for e in session.scalars(select(WebhookEvent))}
+    assert rows["evt_q"].status is EventStatus.ENQUEUED
+    assert rows["evt_q"].task_id == "task_q"
+    assert rows["evt_junk"].status is EventStatus.QUARANTINED
+
+
+def test_replay_needs_ids_or_status(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("replay")
+    assert result.exit_code == 2
+    assert "give event ids or --status" in result.output
+
+
+def test_submit_records_the_generation(run, sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+    result = run(
+        "submit", "--model", "rivya-image-1", "--prompt", "a fox", "--param", "steps=20", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    task_id = json.loads(result.output)["generation"]["id"]
+    with sessions() as session:
+        generation = session.scalars(select(Generation)).one()
+    assert generation.task_id == task_id
+    assert generation.submitted_at is not None
+
+
+def test_webhooks_register_prints_the_secret_once_with_the_next_step(  # type: ignore[no-untyped-def]
+    run, simulator: Simulator
+) -> None:
+    result = run("webhooks", "register", "--url", "https://hooks.example/webhooks/rivya")
+    assert result.exit_code == 0, result.output
+    assert "whsec_" in result.output
+    assert "RIVYA_WEBHOOK_SECRETS" in result.output
+    status = run("webhooks", "status", "--json")
+    (endpoint,) = json.loads(status.output)
+    assert endpoint["url"] == "https://hooks.example/webhooks/rivya"
+    assert "signing_secret" not in endpoint or not endpoint["signing_secret"]
+
+
+def test_doctor_passes_then_names_a_bad_key(run, simulator: Simulator) -> None:  # type: ignore[no-untyped-def]
+    simulator.register_endpoint("http://127.0.0.1:9/webhooks/rivya")
+    good = run("doctor", "--json")
+    report = json.loads(good.output)
+    assert good.exit_code == 0, good.output
+    assert {c["check"] for c in report["checks"]} >= {
+        "database",
+        "broker",
+        "rivya key",
+        "clock skew",
+        "endpoint",
+    }
+
+    bad = run("doctor", RIVYA_API_KEY="rvya_sk_wrong")
+    assert bad.exit_code == 1
+    assert "FAIL rivya key" in bad.output
+    assert "rvya_sk_wrong" not in bad.output
+
+
+def test_reconcile_command_prints_a_summary(run, simulator: Simulator) -> None:  # type: ignore[no-untyped-def]
+    simulator.wait_terminal(simulator.scenario(3))
+    result = run("reconcile", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["events_missing"] == 3
+    assert summary["dry_run"] is True
+
+
+def test_bad_setting_exits_2_naming_the_variable(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("stats", RIVYA_WEBHOOK_SECRETS="whsec_not base64!!")
+    assert result.exit_code == 2
+    assert "RIVYA_WEBHOOK_SECRETS" in result.output
+    assert "not base64!!" not in result.output
