@@ -38,6 +38,8 @@ class Settings:
     # left `processing` longer than this are re-enqueued by the sweeper.
     task_visibility_timeout_seconds: int = 3600
     process_max_attempts: int = 8
+    # First delay between processing attempts; it doubles per attempt (with jitter).
+    process_retry_base_seconds: float = 2.0
     rivya_api_base: str = contract.DEFAULT_API_BASE
     rivya_api_key: str = field(default="", repr=False)
     rivya_http_timeout_seconds: float = 10.0
@@ -85,6 +87,9 @@ class Settings:
             ),
             process_max_attempts=reader.integer(
                 "PROCESS_MAX_ATTEMPTS", defaults.process_max_attempts, 1
+            ),
+            process_retry_base_seconds=reader.number(
+                "PROCESS_RETRY_BASE_SECONDS", defaults.process_retry_base_seconds
             ),
             rivya_api_base=reader.url("RIVYA_API_BASE", defaults.rivya_api_base),
             rivya_api_key=reader.text("RIVYA_API_KEY", ""),
@@ -158,6 +163,7 @@ ENV_FIELDS = {
     "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
     "TASK_VISIBILITY_TIMEOUT_SECONDS": "task_visibility_timeout_seconds",
     "PROCESS_MAX_ATTEMPTS": "process_max_attempts",
+    "PROCESS_RETRY_BASE_SECONDS": "process_retry_base_seconds",
     "RIVYA_API_BASE": "rivya_api_base",
     "RIVYA_API_KEY": "rivya_api_key",
     "RIVYA_HTTP_TIMEOUT_SECONDS": "rivya_http_timeout_seconds",

@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 # Expired result URLs are re-fetched at most this often within one attempt.
 MAX_URL_REFRESHES = 3
-BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 300.0
 # The states from which a worker may (re)start an event. PROCESSING is a redelivery after a
 # worker died mid-task; the work is idempotent, so starting over is safe.
@@ -72,9 +71,9 @@ class Outcome:
     outputs_stored: int = 0
 
 
-def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+def backoff_seconds(attempt: int, retry_after: float | None, base_seconds: float = 2.0) -> float:
     """Return the delay before the next attempt: exponential with full jitter, >= Retry-After."""
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    ceiling = min(BACKOFF_MAX_SECONDS, base_seconds * 2 ** max(0, attempt - 1))
     delay = random.uniform(ceiling / 2, ceiling)
     if retry_after is not None:
         delay = max(delay, min(retry_after, BACKOFF_MAX_SECONDS))
@@ -159,7 +158,7 @@ def _record_transient(
             return Outcome(EventStatus.DEAD, reason)
         event.transition(EventStatus.FAILED, "transient failure; retry scheduled")
         attempts = event.attempts
-    delay = backoff_seconds(attempts, exc.retry_after)
+    delay = backoff_seconds(attempts, exc.retry_after, settings.process_retry_base_seconds)
     log.warning("event %s attempt %d failed (%s); retry in %.1f s", event_id, attempts, exc, delay)
     raise RetryLater(str(exc), delay)
 

@@ -7,6 +7,7 @@ sha256, so two workers that stored the same output wrote the same bytes to the s
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import socket
@@ -64,6 +65,9 @@ class FileStorage:
     def staging(self, label: str) -> Iterator[Staged]:
         """Yield a partial file to write; it is removed unless committed."""
         safe_label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:100]
+        # A worker killed while writing this same output left its partial file behind;
+        # whoever stages the output next clears it rather than waiting for the sweeper.
+        self._remove_dead_partials(safe_label)
         # The owner in the name lets a later run recognise files left by a dead process.
         path = self.partials / f"{safe_label}.{self._owner}.{uuid.uuid4().hex}.part"
         staged = Staged(path)
@@ -93,6 +97,12 @@ class FileStorage:
         if self.root.resolve() not in target.parents:
             raise ValueError("storage key escapes the storage root")
         return target
+
+    def _remove_dead_partials(self, safe_label: str) -> None:
+        host = _host()
+        for path in self.partials.glob(f"{glob.escape(safe_label)}.*.part"):
+            if _dead_local_writer(path.name, host):
+                path.unlink(missing_ok=True)
 
     def remove_stale_partials(self, max_age_seconds: float) -> int:
         """Delete partial files of dead writers: older than the age, or of a dead local pid."""

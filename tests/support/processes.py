@@ -26,6 +26,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def own_redis_database(redis_url: str, db: int) -> str:
+    """Return an emptied Redis database of one test's own, on the server of `redis_url`.
+
+    The suite's shared database is flushed by every test that asks for it, so a test whose
+    real worker consumes a queue for many seconds would lose its messages to a test running
+    at the same time (and its worker would consume theirs).
+    """
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
     env.update(settings.to_env())

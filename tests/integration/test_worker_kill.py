@@ -1,0 +1,145 @@
+"""A worker killed in the middle of a download: the next worker finishes the job cleanly.
+
+How recovery happens, without any operator:
+
+1. The killed worker never acknowledged its message (tasks are `acks_late`). The Redis
+   transport keeps unacknowledged messages aside and puts them back on the queue once they
+   are older than the visibility timeout (TASK_VISIBILITY_TIMEOUT_SECONDS, short here); a
+   consuming worker does that while it polls.
+2. Independently, the sweeper (`events.sweep`, run by beat) re-enqueues events left
+   `processing` for longer than the same window. Whichever comes first runs the task; a
+   second copy finds the event processed, or loses the (task_id, index) race harmlessly.
+3. The event is `processing` with one attempt counted; processing may start over from that
+   state because every step is idempotent.
+4. The dead worker's partial file names its host and pid. The next staging of the same
+   output deletes partials of dead writers, and the sweeper deletes them too, so nothing
+   is left in the partial directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from models.db import make_engine, make_session_factory
+from models.events import EventStatus, WebhookEvent
+from models.generations import GenerationOutput
+from rivyahooks.rivya.simulator.config import Faults, SimConfig
+from rivyahooks.rivya.simulator.content import result_bytes_sha256
+from rivyahooks.rivya.simulator.server import Simulator
+from rivyahooks.settings import Settings
+from tasks.storage import PARTIAL_DIR
+from tests.conftest import SECRET, empty_tables
+from tests.support.processes import celery_worker, gunicorn, own_redis_database
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+# Large enough that the download takes a good fraction of a second on loopback.
+OUTPUT_BYTES = 512 * 1024 * 1024
+VISIBILITY_SECONDS = 10
+REDIS_DB = 14
+
+
+@pytest.fixture
+def kill_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    empty_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+def wait_for_partial(partials: Path, timeout: float) -> Path:
+    """Return the first partial file that has bytes but not all of them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in partials.glob("*.part"):
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if 0 < size < OUTPUT_BYTES:
+                return path
+        time.sleep(0.002)
+    pytest.fail("no download was seen in progress")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def test_a_download_killed_midway_completes_on_the_next_worker(
+    postgres_url: str, redis_url: str, kill_engine: Engine, tmp_path: Path
+) -> None:
+    config = SimConfig(
+        queued_seconds=0,
+        processing_seconds=0.05,
+        failure_ratio=0,
+        outputs=1,
+        output_bytes=OUTPUT_BYTES,
+    )
+    sessions = make_session_factory(kill_engine)
+    with Simulator(config=config, faults=Faults(), seed=1).start() as sim:
+        settings = Settings(
+            database_url=postgres_url,
+            broker_url=own_redis_database(redis_url, REDIS_DB),
+            webhook_secrets=(SECRET,),
+            storage_url=f"file://{tmp_path / 'results'}",
+            rivya_api_base=sim.url,
+            rivya_api_key=sim.api_key,
+            download_allowed_hosts=("127.0.0.1",),
+            task_visibility_timeout_seconds=VISIBILITY_SECONDS,
+            sweep_interval_seconds=2,
+        )
+        partials = settings.storage_root() / PARTIAL_DIR
+        with gunicorn(settings, log=tmp_path / "web.log") as web_url:
+            sim.register_endpoint(web_url + "/webhooks/rivya", secret=SECRET)
+            with celery_worker(settings, concurrency=1, log=tmp_path / "worker1.log") as first:
+                (task_id,) = sim.scenario(1)
+                partial = wait_for_partial(partials, timeout=30)
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait(10)
+            # The killed writer's bytes stay behind, and the event is stuck mid-task.
+            assert 0 < partial.stat().st_size < OUTPUT_BYTES
+            with sessions() as session:
+                event = session.scalars(select(WebhookEvent)).one()
+            assert event.status is EventStatus.PROCESSING
+            assert event.attempts == 1
+
+            with celery_worker(settings, concurrency=2, beat=True, log=tmp_path / "worker2.log"):
+                deadline = time.monotonic() + 4 * VISIBILITY_SECONDS
+                while True:
+                    with sessions() as session:
+                        event = session.scalars(select(WebhookEvent)).one()
+                    if event.status is EventStatus.PROCESSED:
+                        break
+                    assert time.monotonic() < deadline, f"event still {event.status}"
+                    time.sleep(0.25)
+                # Let a second copy of the message (redelivery and sweep) run out too.
+                time.sleep(3)
+
+    with sessions() as session:
+        outputs = session.scalars(select(GenerationOutput)).all()
+        event = session.scalars(select(WebhookEvent)).one()
+    assert event.status is EventStatus.PROCESSED
+    assert event.attempts >= 2
+    assert [(o.task_id, o.index) for o in outputs] == [(task_id, 0)]
+    expected = result_bytes_sha256(task_id, 0, OUTPUT_BYTES)
+    (output,) = outputs
+    assert output.sha256 == expected
+    stored = settings.storage_root() / output.storage_key
+    assert stored.stat().st_size == OUTPUT_BYTES
+    assert sha256_of(stored) == expected
+    assert list(partials.iterdir()) == []
+    files = [p for p in settings.storage_root().rglob("*") if p.is_file()]
+    assert files == [stored]
