@@ -37,7 +37,13 @@ def process(self: Task, event_id: str) -> None:
     """Fetch the event's generation from Rivya and store its results."""
     runtime = self.app.runtime
     try:
-        process_event(runtime.sessions, runtime.settings, event_id)
+        process_event(
+            runtime.sessions,
+            runtime.settings,
+            event_id,
+            client=runtime.rivya,
+            http=runtime.downloads,
+        )
     except RetryLater as exc:
         raise self.retry(countdown=exc.delay_seconds, exc=exc) from exc
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,20 +81,39 @@ def backoff_seconds(attempt: int, retry_after: float | None, base_seconds: float
     return delay
 
 
+def download_client(settings: Settings) -> httpx.Client:
+    """Return an HTTP client for result URLs: no API key, no redirects."""
+    return httpx.Client(
+        follow_redirects=False, timeout=httpx.Timeout(settings.rivya_http_timeout_seconds)
+    )
+
+
 def process_event(
-    sessions: sessionmaker[Session], settings: Settings, event_id: str
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    event_id: str,
+    *,
+    client: RivyaClient | None = None,
+    http: httpx.Client | None = None,
 ) -> Outcome | None:
     """Process the event; return its outcome, None if there was nothing to do.
 
-    Raises RetryLater after recording a transient failure, unless attempts are exhausted, in
-    which case the event ends `dead` instead.
+    `client` and `http` let a long-lived process reuse its connections; without them the
+    call makes its own and closes them. Raises RetryLater after recording a transient
+    failure, unless attempts are exhausted, in which case the event ends `dead` instead.
     """
     task_id = _claim(sessions, event_id)
     if task_id is None:
         return None
     try:
-        with RivyaClient.from_settings(settings) as client:
-            outcome = _process_generation(sessions, settings, client, task_id)
+        with ExitStack() as owned:
+            # Building a client loads the CA bundle, which costs more CPU than downloading
+            # a small result: a worker passes clients it keeps for its lifetime.
+            if client is None:
+                client = owned.enter_context(RivyaClient.from_settings(settings))
+            if http is None:
+                http = owned.enter_context(download_client(settings))
+            outcome = _process_generation(sessions, settings, client, http, task_id)
     except TransientFailure as exc:
         return _record_transient(sessions, settings, event_id, exc)
     except PermanentFailure as exc:
@@ -178,7 +198,11 @@ def _fetch(client: RivyaClient, task_id: str) -> dict[str, Any]:
 
 
 def _process_generation(
-    sessions: sessionmaker[Session], settings: Settings, client: RivyaClient, task_id: str
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    client: RivyaClient,
+    http: httpx.Client,
+    task_id: str,
 ) -> Outcome:
     try:
         document = _fetch(client, task_id)
@@ -199,7 +223,7 @@ def _process_generation(
     if anomaly:
         log.error("ALERT generation %s succeeded without results: %s", task_id, anomaly)
         return Outcome(EventStatus.PROCESSED, anomaly)
-    stored = store_outputs(sessions, settings, client, task_id, document)
+    stored = store_outputs(sessions, settings, client, http, task_id, document)
     return Outcome(EventStatus.PROCESSED, None, stored)
 
 
@@ -207,6 +231,7 @@ def store_outputs(
     sessions: sessionmaker[Session],
     settings: Settings,
     client: RivyaClient,
+    http: httpx.Client,
     task_id: str,
     document: dict[str, Any],
 ) -> int:
@@ -221,30 +246,27 @@ def store_outputs(
         )
     stored = 0
     refreshes = 0
-    with httpx.Client(
-        follow_redirects=False, timeout=httpx.Timeout(settings.rivya_http_timeout_seconds)
-    ) as http:
-        index = 0
-        while index < len(urls):
-            if index in done:
-                index += 1
-                continue
-            try:
-                if _store_one(sessions, settings, storage, http, task_id, index, urls[index]):
-                    stored += 1
-                index += 1
-            except ResultExpiredError as exc:
-                refreshes += 1
-                if refreshes > MAX_URL_REFRESHES:
-                    raise TransientFailure(f"result URL {index} keeps expiring") from exc
-                log.info("result URL expired task_id=%s index=%d; re-fetching", task_id, index)
-                urls = result_urls(_fetch(client, task_id))
-            except DownloadError as exc:
-                if exc.retryable:
-                    raise TransientFailure(
-                        f"download {index}: {exc}", getattr(exc, "retry_after", None)
-                    ) from exc
-                raise PermanentFailure(f"download {index}: {exc}") from exc
+    index = 0
+    while index < len(urls):
+        if index in done:
+            index += 1
+            continue
+        try:
+            if _store_one(sessions, settings, storage, http, task_id, index, urls[index]):
+                stored += 1
+            index += 1
+        except ResultExpiredError as exc:
+            refreshes += 1
+            if refreshes > MAX_URL_REFRESHES:
+                raise TransientFailure(f"result URL {index} keeps expiring") from exc
+            log.info("result URL expired task_id=%s index=%d; re-fetching", task_id, index)
+            urls = result_urls(_fetch(client, task_id))
+        except DownloadError as exc:
+            if exc.retryable:
+                raise TransientFailure(
+                    f"download {index}: {exc}", getattr(exc, "retry_after", None)
+                ) from exc
+            raise PermanentFailure(f"download {index}: {exc}") from exc
 
     with sessions.begin() as session:
         generation = lock_generation(session, task_id)
