@@ -32,7 +32,8 @@ def lock_generation(session: Session, task_id: str) -> Generation:
     ).one()
 
 
-def _time(value: Any) -> dt.datetime | None:
+def lenient_time(value: Any) -> dt.datetime | None:
+    """Return a Rivya timestamp field as a datetime, or None if absent or unreadable."""
     if not isinstance(value, str):
         return None
     try:
@@ -69,7 +70,7 @@ def apply_generation(generation: Generation, document: dict[str, Any]) -> bool:
     except ValueError:
         log.warning("generation %s: unknown status %r", generation.task_id, document.get("status"))
         return False
-    updated_at = _time(document.get("updated_at"))
+    updated_at = lenient_time(document.get("updated_at"))
     current = generation.status
     if current.terminal and status != current:
         log.warning(
@@ -87,7 +88,9 @@ def apply_generation(generation: Generation, document: dict[str, Any]) -> bool:
     generation.model = document.get("model") if isinstance(document.get("model"), str) else None
     generation.reserved_credits = _number(document.get("reserved_credits"))
     generation.final_credits = _number(document.get("final_credits"))
-    generation.rivya_created_at = _time(document.get("created_at")) or generation.rivya_created_at
+    generation.rivya_created_at = (
+        lenient_time(document.get("created_at")) or generation.rivya_created_at
+    )
     generation.rivya_updated_at = updated_at or generation.rivya_updated_at
     error = document.get("error")
     if isinstance(error, dict):

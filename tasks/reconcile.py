@@ -25,10 +25,11 @@ from models.generations import Generation, GenerationStatus
 from models.inbox import insert_event, mark_enqueued
 from models.reconcile import ReconcileState
 from rivyahooks.rivya import contract
-from rivyahooks.rivya.client import RivyaClient, parse_timestamp
+from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.envelope import envelope_from_dict
 from rivyahooks.rivya.errors import RivyaError, RivyaNotFound
 from rivyahooks.settings import Settings
+from tasks.generation_state import lenient_time
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def _read_event_log(
             page = []
         pages_seen = pager.pages
         page.append(event)
-        created = _created_at(event)
+        created = lenient_time(event.get("created_at"))
         if created is not None and (newest is None or created > newest):
             newest = created
         if pager.events % 500 == 0:
@@ -183,16 +184,6 @@ def _read_event_log(
         f"{summary.events_missing} missing here"
     )
     return newest
-
-
-def _created_at(event: dict[str, Any]) -> dt.datetime | None:
-    value = event.get("created_at")
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        return None
 
 
 def _store_page(
