@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,11 +43,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def dialect_insert(session: Session, model: type[Any]) -> Any:
-    """Return an INSERT for `model` that supports ON CONFLICT on this session's database."""
+def dialect_insert(executor: Session | Connection, model: type[Any]) -> Any:
+    """Return an INSERT for `model` that supports ON CONFLICT on this database."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect = session.get_bind().dialect.name
+    if isinstance(executor, Connection):
+        dialect = executor.dialect.name
+    else:
+        dialect = executor.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(model)
     if dialect == "sqlite":

@@ -33,7 +33,9 @@ S = EventStatus
 # Terminal states leave only by an operator's replay, which re-enqueues.
 ALLOWED_TRANSITIONS: dict[EventStatus, frozenset[EventStatus]] = {
     S.RECEIVED: frozenset({S.ENQUEUED, S.PROCESSING}),
-    S.ENQUEUED: frozenset({S.ENQUEUED, S.PROCESSING}),
+    # ENQUEUED -> RECEIVED: the receiver writes `enqueued` with the row and moves it back
+    # when the publish that follows the commit fails.
+    S.ENQUEUED: frozenset({S.ENQUEUED, S.PROCESSING, S.RECEIVED}),
     # PROCESSING -> PROCESSING is a redelivery after a worker died mid-task;
     # PROCESSING -> ENQUEUED is the sweeper rescuing an event past the visibility window.
     S.PROCESSING: frozenset({S.PROCESSING, S.PROCESSED, S.IGNORED, S.FAILED, S.DEAD, S.ENQUEUED}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, update
+from sqlalchemy import Connection, Insert, bindparam, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -12,8 +12,28 @@ from models.db import dialect_insert
 from models.events import EventSource, EventStatus, WebhookEvent
 
 
+def _insert_statement(executor: Session | Connection) -> Insert:
+    # Built once per dialect and executed with parameters: constructing a fresh statement on
+    # every delivery cost the receiver more CPU than the database round trip itself.
+    dialect = (
+        executor.dialect.name
+        if isinstance(executor, Connection)
+        else executor.get_bind().dialect.name
+    )
+    if dialect not in _INSERTS:
+        _INSERTS[dialect] = (
+            dialect_insert(executor, WebhookEvent)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(WebhookEvent.id)
+        )
+    return _INSERTS[dialect]
+
+
+_INSERTS: dict[str, Insert] = {}
+
+
 def insert_event(
-    session: Session,
+    session: Session | Connection,
     *,
     event_id: str,
     body: bytes,
@@ -30,32 +50,33 @@ def insert_event(
 
     The unique constraint on event_id decides, inside the database, which of several
     concurrent deliveries wins: no read-then-write race, no exception for the losers.
+    Works on a Session or a bare Connection (the receiver's, which skips the ORM's cost).
     """
     now = utcnow()
-    statement: Insert = (
-        dialect_insert(session, WebhookEvent)
-        .values(
-            event_id=event_id,
-            event_type=event_type,
-            task_id=task_id,
-            api_version=api_version,
-            body=body,
-            headers=headers or {},
-            source=source,
-            secret_fingerprint=secret_fingerprint,
-            status=status,
-            status_reason=status_reason,
-            attempts=0,
-            received_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(WebhookEvent.id)
-    )
-    return session.execute(statement).scalar_one_or_none() is not None
+    parameters = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "task_id": task_id,
+        "api_version": api_version,
+        "body": body,
+        "headers": headers or {},
+        "source": source,
+        "secret_fingerprint": secret_fingerprint,
+        "status": status,
+        "status_reason": status_reason,
+        "attempts": 0,
+        "received_at": now,
+        "enqueued_at": now if status is EventStatus.ENQUEUED else None,
+        "started_at": None,
+        "finished_at": None,
+        "last_error": None,
+        "updated_at": now,
+    }
+    result = session.execute(_insert_statement(session), parameters)
+    return result.scalar_one_or_none() is not None
 
 
-def mark_enqueued(session: Session, event_ids: list[str]) -> int:
+def mark_enqueued(session: Session | Connection, event_ids: list[str]) -> int:
     """Record that events were handed to the broker; return how many rows changed.
 
     Only rows still `received` move: a worker may already have picked the message up and set
@@ -72,3 +93,16 @@ def mark_enqueued(session: Session, event_ids: list[str]) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+_UNSENT = (
+    update(WebhookEvent)
+    .where(WebhookEvent.event_id == bindparam("unsent_id"))
+    .where(WebhookEvent.status == EventStatus.ENQUEUED)
+    .values(status=EventStatus.RECEIVED, enqueued_at=None, updated_at=bindparam("now"))
+)
+
+
+def mark_unsent(executor: Session | Connection, event_id: str) -> None:
+    """Undo an optimistic `enqueued` after the publish failed, for the sweeper to retry."""
+    executor.execute(_UNSENT, {"unsent_id": event_id, "now": utcnow()})

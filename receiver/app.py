@@ -23,7 +23,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     # silently: it stops at the limit instead of failing. One byte over our limit lets the
     # endpoint see that a chunked body was too large and answer 413 (see webhooks._read_body).
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes + 1
-    engine = make_engine(settings.database_url)
+    # No pre-ping: it costs a round trip per request. A connection that died while idle fails
+    # one request with 503 (Rivya retries it) and SQLAlchemy then replaces the whole pool.
+    engine = make_engine(settings.database_url, pool_pre_ping=False)
     app.extensions["rivyahooks"] = ReceiverState(
         settings=settings,
         engine=engine,

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from models.events import EventSource, EventStatus
-from models.inbox import insert_event, mark_enqueued
+from models.inbox import insert_event, mark_unsent
 from receiver.state import state
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import parse_envelope
@@ -82,12 +82,16 @@ def receive() -> Response:
         # the body's hash still deduplicates redeliveries of the same bytes.
         event_id = "sha256:" + hashlib.sha256(body).hexdigest()
 
-    status = EventStatus.QUARANTINED if envelope.problem else EventStatus.RECEIVED
+    # `enqueued` is written with the row because the publish follows the commit at once; if
+    # the publish fails the row goes back to `received`, and if this process dies in between,
+    # the sweeper's visibility-window rule finds the row. This saves a second transaction on
+    # every delivery.
+    status = EventStatus.QUARANTINED if envelope.problem else EventStatus.ENQUEUED
     secret = shared.settings.webhook_secrets[verified.secret_index]
     try:
-        with shared.sessions.begin() as session:
+        with shared.engine.begin() as connection:
             created = insert_event(
-                session,
+                connection,
                 event_id=event_id,
                 body=body,
                 source=EventSource.WEBHOOK,
@@ -113,15 +117,12 @@ def receive() -> Response:
         log.warning("event quarantined event_id=%s reason=%s", event_id, envelope.problem)
         return _answer(202, {"status": "quarantined"})
 
-    if shared.enqueuer.process_event(event_id):
+    if not shared.enqueuer.process_event(event_id):
         try:
-            with shared.sessions.begin() as session:
-                mark_enqueued(session, [event_id])
+            with shared.engine.begin() as connection:
+                mark_unsent(connection, event_id)
         except SQLAlchemyError as exc:
-            # The event is stored and on the queue; only the bookkeeping failed. The worker
-            # moves it on from `received` all the same.
-            log.warning(
-                "could not mark enqueued event_id=%s error=%s", event_id, type(exc).__name__
-            )
+            # Stored all the same; the sweeper re-enqueues it after the visibility window.
+            log.warning("could not mark unsent event_id=%s error=%s", event_id, type(exc).__name__)
     log.info("event accepted event_id=%s type=%s", event_id, envelope.event_type)
     return _answer(202, {"status": "accepted"})
