@@ -15,3 +15,6 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request at INFO: one line per download and API call would drown
+    # the lines that matter, and costs the worker measurable CPU.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -39,8 +39,6 @@ from rivyahooks.rivya.errors import (
     ResultExpiredError,
 )
 
-CHUNK_BYTES = 1024 * 1024
-
 Resolver = Callable[[str, int], Iterable[str]]
 
 
@@ -187,7 +185,9 @@ def _stream(
         size = 0
         with dest.open("wb") as out:
             try:
-                for chunk in response.iter_raw(CHUNK_BYTES):
+                # Chunks as they come off the socket: asking httpx for fixed sizes made it
+                # copy every byte once more to re-cut them, for nothing.
+                for chunk in response.iter_raw():
                     size += len(chunk)
                     if size > max_bytes:
                         raise DownloadTooLargeError(
