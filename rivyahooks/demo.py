@@ -208,7 +208,7 @@ def _exercise(settings: Settings, processes: Processes, count: int, started: flo
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     client = RivyaClient.from_settings(settings)
-    _say(f"creating {count} generations through the API (rivya-hooks submit)")
+    _say(f"creating {count} generations through the API, recorded as `rivya-hooks submit` does")
     from tasks.generation_state import apply_generation, lock_generation
 
     task_ids: list[str] = []
