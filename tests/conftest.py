@@ -92,6 +92,16 @@ def empty_tables(engine: Engine) -> None:
 
 
 @pytest.fixture
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    """An engine on this session's PostgreSQL database, tables emptied; for tests that need
+    PostgreSQL itself whatever `database_url` chose."""
+    engine = make_engine(postgres_url)
+    empty_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
     """A session factory on empty tables."""
     empty_tables(engine)

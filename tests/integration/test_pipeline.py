@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import make_engine, make_session_factory
+from models.db import make_session_factory
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from rivyahooks.rivya.simulator.config import Faults, SimConfig
@@ -25,7 +24,7 @@ from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
 from tasks.storage import PARTIAL_DIR, FileStorage
-from tests.conftest import SECRET, empty_tables
+from tests.conftest import SECRET
 from tests.support.processes import celery_worker, gunicorn, own_redis_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -33,14 +32,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 GENERATIONS = 200
 DEADLINE_SECONDS = 75
 REDIS_DB = 13
-
-
-@pytest.fixture
-def pipeline_engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    empty_tables(engine)
-    yield engine
-    engine.dispose()
 
 
 def pipeline_settings(
@@ -85,7 +76,7 @@ def wait_until_settled(
 
 
 def test_two_hundred_generations_under_faults_end_stored_exactly_once(
-    postgres_url: str, redis_url: str, pipeline_engine: Engine, tmp_path: Path
+    postgres_url: str, redis_url: str, postgres_engine: Engine, tmp_path: Path
 ) -> None:
     config = SimConfig(
         queued_seconds=0.05,
@@ -106,7 +97,7 @@ def test_two_hundred_generations_under_faults_end_stored_exactly_once(
         cut_download_ratio=0.05,
         expire_early_ratio=0.05,
     )
-    sessions = make_session_factory(pipeline_engine)
+    sessions = make_session_factory(postgres_engine)
     with Simulator(config=config, faults=faults, seed=20260511).start() as sim:
         settings = pipeline_settings(postgres_url, redis_url, sim, tmp_path)
         with (

@@ -22,13 +22,12 @@ import hashlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
-from models.db import make_engine, make_session_factory
+from models.db import make_session_factory
 from models.events import EventStatus, WebhookEvent
 from models.generations import GenerationOutput
 from rivyahooks.rivya.simulator.config import Faults, SimConfig
@@ -36,7 +35,7 @@ from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
 from tasks.storage import PARTIAL_DIR
-from tests.conftest import SECRET, empty_tables
+from tests.conftest import SECRET
 from tests.support.processes import celery_worker, gunicorn, own_redis_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -45,14 +44,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 OUTPUT_BYTES = 512 * 1024 * 1024
 VISIBILITY_SECONDS = 10
 REDIS_DB = 14
-
-
-@pytest.fixture
-def kill_engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    empty_tables(engine)
-    yield engine
-    engine.dispose()
 
 
 def wait_for_partial(partials: Path, timeout: float) -> Path:
@@ -79,7 +70,7 @@ def sha256_of(path: Path) -> str:
 
 
 def test_a_download_killed_midway_completes_on_the_next_worker(
-    postgres_url: str, redis_url: str, kill_engine: Engine, tmp_path: Path
+    postgres_url: str, redis_url: str, postgres_engine: Engine, tmp_path: Path
 ) -> None:
     config = SimConfig(
         queued_seconds=0,
@@ -88,7 +79,7 @@ def test_a_download_killed_midway_completes_on_the_next_worker(
         outputs=1,
         output_bytes=OUTPUT_BYTES,
     )
-    sessions = make_session_factory(kill_engine)
+    sessions = make_session_factory(postgres_engine)
     with Simulator(config=config, faults=Faults(), seed=1).start() as sim:
         settings = Settings(
             database_url=postgres_url,
