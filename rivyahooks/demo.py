@@ -86,6 +86,16 @@ class Processes:
                 process.wait()
 
 
+def procfile_roles(path: Path) -> dict[str, str]:
+    """Return the Procfile's commands by role."""
+    roles: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        role, sep, command = line.partition(":")
+        if sep and role.strip() and not line.startswith("#"):
+            roles[role.strip()] = command.strip()
+    return roles
+
+
 def _wait_until(what: str, ready: Callable[[], bool], processes: Processes, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
@@ -169,21 +179,14 @@ def run_demo(generations: int = 50) -> int:
             ],
             env,
         )
-        _say("starting web (gunicorn), worker and beat from the Procfile commands")
-        processes.start(
-            "web",
-            [str(bin_dir / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "receiver:create_app()"],
-            env,
-        )
-        celery = [str(bin_dir / "celery"), "-A", "tasks.worker"]
-        processes.start(
-            "worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "4"], env
-        )
-        processes.start(
-            "beat",
-            [*celery, "beat", "--loglevel", "INFO", "--schedule", str(DEMO_DIR / "beat")],
-            env,
-        )
+        _say("starting web (gunicorn), worker and beat with the Procfile's own lines")
+        # The Procfile's commands, run by a shell as a platform runs them, with this
+        # environment's executables first on PATH: the demo proves the Procfile works.
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        env["WORKER_CONCURRENCY"] = "4"
+        roles = procfile_roles(Path("Procfile"))
+        for role in ("web", "worker", "beat"):
+            processes.start(role, ["bash", "-c", roles[role]], env)
         _wait_until(
             "the simulator",
             lambda: _http_ok(f"{settings.rivya_api_base}/_sim/state"),
