@@ -30,6 +30,7 @@ from rivyahooks.rivya.envelope import envelope_from_dict
 from rivyahooks.rivya.errors import RivyaError, RivyaNotFound
 from rivyahooks.settings import Settings
 from tasks.generation_state import lenient_time
+from tasks.sweep import send_until_refused
 
 log = logging.getLogger(__name__)
 
@@ -234,14 +235,9 @@ def _enqueue_all(
     summary: ReconcileSummary,
 ) -> None:
     # Rows are committed first; a broker failure leaves them `received` for the sweeper.
-    sent: list[str] = []
-    for event_id in event_ids:
-        try:
-            enqueue(event_id)
-        except Exception as exc:
-            summary.warnings.append(f"broker unavailable ({type(exc).__name__}); sweeper retries")
-            break
-        sent.append(event_id)
+    sent, error = send_until_refused(enqueue, event_ids)
+    if error is not None:
+        summary.warnings.append(f"broker unavailable ({type(error).__name__}); sweeper retries")
     with sessions.begin() as session:
         mark_enqueued(session, sent)
     summary.enqueued += len(sent)

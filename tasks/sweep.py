@@ -25,6 +25,24 @@ class SweepResult:
     enqueued: int
 
 
+def send_until_refused(
+    enqueue: Callable[[str], None], event_ids: list[str]
+) -> tuple[list[str], Exception | None]:
+    """Publish committed events in order; stop at the first broker error.
+
+    Return the ids sent and the error that stopped the loop, if any. The rest stay as they
+    are in the database, where the next sweep finds them.
+    """
+    sent: list[str] = []
+    for event_id in event_ids:
+        try:
+            enqueue(event_id)
+        except Exception as exc:  # kombu raises many types for a dead broker
+            return sent, exc
+        sent.append(event_id)
+    return sent, None
+
+
 def stale_event_ids(session: Session, settings: Settings, now: dt.datetime) -> list[str]:
     """Return events that should be on the broker but may not be.
 
@@ -59,15 +77,9 @@ def sweep(
     now = utcnow()
     with sessions() as session:
         event_ids = stale_event_ids(session, settings, now)
-    enqueued: list[str] = []
-    for event_id in event_ids:
-        try:
-            enqueue(event_id)
-        except Exception as exc:
-            # Broker still down: stop early, the next sweep tries again.
-            log.warning("sweep: enqueue failed error=%s", type(exc).__name__)
-            break
-        enqueued.append(event_id)
+    enqueued, error = send_until_refused(enqueue, event_ids)
+    if error is not None:
+        log.warning("sweep: enqueue failed error=%s", type(error).__name__)
     with sessions.begin() as session:
         mark_enqueued(session, enqueued)
         _touch_requeued(session, enqueued, now)
