@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
@@ -123,12 +123,15 @@ def process_event(
     return outcome
 
 
+def _locked_event(event_id: str) -> Select[WebhookEvent]:
+    """Select the event row locked until the transaction ends, so status moves serialize."""
+    return select(WebhookEvent).where(WebhookEvent.event_id == event_id).with_for_update()
+
+
 def _claim(sessions: sessionmaker[Session], event_id: str) -> str | None:
     """Move the event to `processing` and count the attempt; return its task id."""
     with sessions.begin() as session:
-        event = session.scalars(
-            select(WebhookEvent).where(WebhookEvent.event_id == event_id).with_for_update()
-        ).one_or_none()
+        event = session.scalars(_locked_event(event_id)).one_or_none()
         if event is None:
             log.warning("event %s not found; nothing to process", event_id)
             return None
@@ -148,9 +151,7 @@ def _claim(sessions: sessionmaker[Session], event_id: str) -> str | None:
 
 def _finish(sessions: sessionmaker[Session], event_id: str, outcome: Outcome) -> None:
     with sessions.begin() as session:
-        event = session.scalars(
-            select(WebhookEvent).where(WebhookEvent.event_id == event_id).with_for_update()
-        ).one()
+        event = session.scalars(_locked_event(event_id)).one()
         if event.status is not EventStatus.PROCESSING:
             # The sweeper or an operator moved it meanwhile; their state wins.
             return
@@ -164,9 +165,7 @@ def _record_transient(
     sessions: sessionmaker[Session], settings: Settings, event_id: str, exc: TransientFailure
 ) -> Outcome | None:
     with sessions.begin() as session:
-        event = session.scalars(
-            select(WebhookEvent).where(WebhookEvent.event_id == event_id).with_for_update()
-        ).one()
+        event = session.scalars(_locked_event(event_id)).one()
         event.last_error = str(exc)[:2000]
         if event.status is not EventStatus.PROCESSING:
             return None
