@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,6 +56,14 @@ def dialect_insert(executor: Session | Connection, model: type[Any]) -> Any:
     if dialect == "sqlite":
         return sqlite.insert(model)
     raise RuntimeError(f"unsupported database {dialect}")
+
+
+def count_by(session: Session, column: Any) -> dict[Any, int]:
+    """Return row counts grouped by one column (a status, a source) of its table."""
+    return {
+        value: count
+        for value, count in session.execute(select(column, func.count()).group_by(column)).all()
+    }
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, update
+from sqlalchemy import Connection, Insert, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.db import dialect_insert
-from models.events import EventSource, EventStatus, WebhookEvent
+from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
 
 
 def _insert_statement(executor: Session | Connection) -> Insert:
@@ -106,3 +106,13 @@ _UNSENT = (
 def mark_unsent(executor: Session | Connection, event_id: str) -> None:
     """Undo an optimistic `enqueued` after the publish failed, for the sweeper to retry."""
     executor.execute(_UNSENT, {"unsent_id": event_id, "now": utcnow()})
+
+
+def oldest_unfinished_event(session: Session) -> WebhookEvent | None:
+    """Return the event waiting longest for processing (the figure to alert on)."""
+    return session.scalars(
+        select(WebhookEvent)
+        .where(WebhookEvent.status.in_(UNFINISHED_STATUSES))
+        .order_by(WebhookEvent.received_at)
+        .limit(1)
+    ).first()

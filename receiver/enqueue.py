@@ -61,10 +61,10 @@ class Enqueuer:
             return False
         return True
 
-    def ping(self) -> None:
-        """Raise if the broker cannot be reached within a couple of seconds."""
+    def ping(self, timeout: float = 2) -> None:
+        """Raise if the broker cannot be reached within `timeout` seconds."""
         with self._celery.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=2)
+            connection.ensure_connection(max_retries=1, timeout=timeout)
 
     def close(self) -> None:
         self._celery.close()

@@ -8,8 +8,10 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import func, select, text
 
 from models.base import utcnow
-from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
+from models.db import count_by
+from models.events import EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.inbox import oldest_unfinished_event
 from receiver.state import state
 
 log = logging.getLogger(__name__)
@@ -47,26 +49,14 @@ def readyz() -> Response:
 def metrics() -> Response:
     """Counts an alerting system can scrape (Prometheus text format); no secrets, no ids."""
     with state().sessions() as session:
-        events = dict(
-            session.execute(
-                select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
-            ).all()
-        )
-        generations = dict(
-            session.execute(
-                select(Generation.status, func.count()).group_by(Generation.status)
-            ).all()
-        )
+        events = count_by(session, WebhookEvent.status)
+        generations = count_by(session, Generation.status)
         anomalies = session.scalar(select(func.count()).where(Generation.anomaly.is_not(None)))
         files, size = session.execute(
             select(func.count(), func.coalesce(func.sum(GenerationOutput.size_bytes), 0))
         ).one()
-        oldest = session.scalar(
-            select(func.min(WebhookEvent.received_at)).where(
-                WebhookEvent.status.in_(UNFINISHED_STATUSES)
-            )
-        )
-    age = 0.0 if oldest is None else (utcnow() - oldest).total_seconds()
+        oldest = oldest_unfinished_event(session)
+    age = 0.0 if oldest is None else (utcnow() - oldest.received_at).total_seconds()
     lines = ["# TYPE rivyahooks_events gauge"]
     lines += [f'rivyahooks_events{{status="{s.value}"}} {events.get(s, 0)}' for s in EventStatus]
     lines.append("# TYPE rivyahooks_generations gauge")

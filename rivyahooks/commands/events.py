@@ -6,10 +6,12 @@ import datetime as dt
 from typing import Any
 
 import click
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from models.db import count_by
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput
+from models.inbox import oldest_unfinished_event
 from rivyahooks.commands.wiring import broker_sender, open_database
 from rivyahooks.console import Context, echo_json, fail, parse_since, pass_context, table
 from rivyahooks.rivya.envelope import parse_envelope
@@ -227,29 +229,15 @@ def _apply_replay(sessions: Any, plan: list[dict[str, Any]], send: Any) -> None:
 def stats(ctx: Context, as_json: bool) -> None:
     """Counts by status, the oldest unprocessed event, events found only by reconcile."""
     sessions = open_database(ctx.settings)
-    unfinished = [
-        EventStatus.RECEIVED,
-        EventStatus.ENQUEUED,
-        EventStatus.PROCESSING,
-        EventStatus.FAILED,
-    ]
     with sessions() as session:
-        by_status = dict(
-            session.execute(
-                select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
-            ).all()
+        by_status = count_by(session, WebhookEvent.status)
+        by_source = count_by(session, WebhookEvent.source)
+        oldest_event = oldest_unfinished_event(session)
+        oldest = (
+            None
+            if oldest_event is None
+            else (oldest_event.event_id, oldest_event.received_at, oldest_event.status)
         )
-        by_source = dict(
-            session.execute(
-                select(WebhookEvent.source, func.count()).group_by(WebhookEvent.source)
-            ).all()
-        )
-        oldest = session.execute(
-            select(WebhookEvent.event_id, WebhookEvent.received_at, WebhookEvent.status)
-            .where(WebhookEvent.status.in_(unfinished))
-            .order_by(WebhookEvent.received_at)
-            .limit(1)
-        ).first()
     total = sum(by_status.values())
     reconciled = by_source.get(EventSource.RECONCILE, 0)
     counts = {s.value: by_status.get(s, 0) for s in EventStatus}

@@ -252,20 +252,17 @@ def _doctor_database(settings: Any, check: Any) -> None:
 
 
 def _doctor_broker(settings: Any, check: Any) -> None:
-    from celery import Celery
+    # The web process's own broker client and readiness probe: doctor checks what /readyz does.
+    from receiver.enqueue import Enqueuer
 
-    from rivyahooks.broker import celery_config
-
-    app = Celery("rivyahooks-doctor", set_as_current=False)
-    app.config_from_object(celery_config(settings))
+    enqueuer = Enqueuer(settings)
     try:
-        with app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=3)
+        enqueuer.ping(timeout=3)
         check("broker", True, "reachable")
     except Exception as exc:
         check("broker", False, f"unreachable ({type(exc).__name__})", "check BROKER_URL")
     finally:
-        app.close()
+        enqueuer.close()
 
 
 def _doctor_rivya(settings: Any, check: Any) -> None:
