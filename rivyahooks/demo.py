@@ -212,7 +212,7 @@ def _exercise(settings: Settings, processes: Processes, count: int, started: flo
     sessions = make_session_factory(engine)
     client = RivyaClient.from_settings(settings)
     _say(f"creating {count} generations through the API, recorded as `rivya-hooks submit` does")
-    from tasks.generation_state import apply_generation, lock_generation
+    from tasks.generation_state import record_submitted
 
     task_ids: list[str] = []
     for number in range(count):
@@ -223,8 +223,7 @@ def _exercise(settings: Settings, processes: Processes, count: int, started: flo
         )
         task_ids.append(str(generation["id"]))
         with sessions.begin() as session:
-            row = lock_generation(session, task_ids[-1])
-            apply_generation(row, generation)
+            record_submitted(session, generation)
 
     def simulator_state() -> dict[str, Any]:
         return dict(httpx.get(f"{settings.rivya_api_base}/_sim/state", timeout=5).json())

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
 from models.db import dialect_insert
 from models.generations import Generation, GenerationStatus
 from rivyahooks.rivya.client import parse_timestamp
@@ -102,3 +103,11 @@ def apply_generation(generation: Generation, document: dict[str, Any]) -> bool:
     if status is GenerationStatus.SUCCEEDED and not result_urls(document):
         generation.anomaly = "succeeded with no result URL"
     return True
+
+
+def record_submitted(session: Session, document: dict[str, Any]) -> Generation:
+    """Record a generation we just created, so the poller covers it even if no event comes."""
+    generation = lock_generation(session, str(document["id"]))
+    apply_generation(generation, document)
+    generation.submitted_at = generation.submitted_at or utcnow()
+    return generation

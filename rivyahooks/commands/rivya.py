@@ -45,7 +45,7 @@ def submit(
     as_json: bool,
 ) -> None:
     """Create a generation and record it, so the poller covers it even without an event."""
-    from tasks.generation_state import apply_generation, lock_generation
+    from tasks.generation_state import record_submitted
 
     settings = ctx.settings
     sessions = open_database(settings)
@@ -58,9 +58,7 @@ def submit(
         except RivyaError as exc:
             fail(f"Rivya refused the generation: {exc}", _next_step_for(exc))
     with sessions.begin() as session:
-        row = lock_generation(session, str(generation["id"]))
-        apply_generation(row, generation)
-        row.submitted_at = row.submitted_at or utcnow()
+        record_submitted(session, generation)
     if as_json:
         echo_json({"generation": generation, "idempotency_key": key})
         return
