@@ -43,14 +43,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def dialect_name(executor: Session | Connection) -> str:
+    """Return the name of the database a session or connection talks to."""
+    if isinstance(executor, Connection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
+
+
 def dialect_insert(executor: Session | Connection, model: type[Any]) -> Any:
     """Return an INSERT for `model` that supports ON CONFLICT on this database."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    if isinstance(executor, Connection):
-        dialect = executor.dialect.name
-    else:
-        dialect = executor.get_bind().dialect.name
+    dialect = dialect_name(executor)
     if dialect == "postgresql":
         return postgresql.insert(model)
     if dialect == "sqlite":

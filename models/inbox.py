@@ -8,18 +8,14 @@ from sqlalchemy import Connection, Insert, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.db import dialect_insert
+from models.db import dialect_insert, dialect_name
 from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
 
 
 def _insert_statement(executor: Session | Connection) -> Insert:
     # Built once per dialect and executed with parameters: constructing a fresh statement on
     # every delivery cost the receiver more CPU than the database round trip itself.
-    dialect = (
-        executor.dialect.name
-        if isinstance(executor, Connection)
-        else executor.get_bind().dialect.name
-    )
+    dialect = dialect_name(executor)
     if dialect not in _INSERTS:
         _INSERTS[dialect] = (
             dialect_insert(executor, WebhookEvent)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
 from receiver import health, results, webhooks
 from receiver.enqueue import Enqueuer
+from receiver.responses import json_error
 from receiver.state import ReceiverState
 from rivyahooks.rivya.signatures import Verifier
 from rivyahooks.settings import Settings
@@ -47,8 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _json_http_error(error: HTTPException) -> Any:
     # Small JSON for every framework error (404, 405, 413): never an HTML page, never a body.
     code = (error.name or "error").lower().replace(" ", "_")
-    response = jsonify({"error": {"code": code}})
-    response.status_code = error.code or 500
+    headers = {}
     if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
-        response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
-    return response
+        headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+    return json_error(error.code or 500, code, **headers)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from models.generations import Generation, GenerationStatus
+from receiver.responses import json_error
 from receiver.state import state
 
 bp = Blueprint("results", __name__)
@@ -21,17 +22,11 @@ def _authorized() -> Response | None:
     if not token:
         # No token configured: the API stays closed rather than open to anyone who can reach
         # the web process.
-        return _error(404, "results_api_disabled")
+        return json_error(404, "results_api_disabled")
     offered = request.headers.get("Authorization", "")
     if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
-        return _error(401, "unauthorized")
+        return json_error(401, "unauthorized")
     return None
-
-
-def _error(status: int, code: str) -> Response:
-    response = jsonify({"error": {"code": code}})
-    response.status_code = status
-    return response
 
 
 def generation_document(generation: Generation) -> dict[str, Any]:
@@ -80,7 +75,7 @@ def get_result(task_id: str) -> Response:
             .options(selectinload(Generation.outputs))
         ).one_or_none()
         if generation is None:
-            return _error(404, "not_found")
+            return json_error(404, "not_found")
         return jsonify(generation_document(generation))
 
 
@@ -98,7 +93,7 @@ def list_results() -> Response:
     status = request.args.get("status")
     if status:
         if status not in {s.value for s in GenerationStatus}:
-            return _error(400, "invalid_status")
+            return json_error(400, "invalid_status")
         query = query.where(Generation.status == GenerationStatus(status))
     before = request.args.get("before", type=int)
     if before:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from models.events import EventSource, EventStatus
 from models.inbox import insert_event, mark_unsent
+from receiver.responses import json_answer, json_error
 from receiver.state import state
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import parse_envelope
@@ -23,17 +23,6 @@ bp = Blueprint("webhooks", __name__)
 # How long Rivya should wait before retrying when our database is down.
 DATABASE_DOWN_RETRY_AFTER_SECONDS = 30
 MAX_STORED_HEADER_CHARS = 4096
-
-
-def _answer(status: int, body: dict[str, Any], **headers: str) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(headers)
-    return response
-
-
-def _error(status: int, code: str, **headers: str) -> Response:
-    return _answer(status, {"error": {"code": code}}, **headers)
 
 
 def _read_body(limit: int) -> bytes:
@@ -64,18 +53,18 @@ def receive() -> Response:
     try:
         body = _read_body(shared.settings.webhook_max_body_bytes)
     except RequestEntityTooLarge:
-        return _error(413, "body_too_large")
+        return json_error(413, "body_too_large")
 
     try:
         verified = shared.verifier.verify(dict(request.headers.items()), body)
     except SignatureError as exc:
         log.info("delivery rejected code=%s reason=%s", exc.code, exc.detail)
-        return _error(401, exc.code)
+        return json_error(401, exc.code)
 
     envelope = parse_envelope(body)
     if verified.webhook_id and envelope.event_id and verified.webhook_id != envelope.event_id:
         # The signed header and the signed body disagree: do not guess which one is the event.
-        return _error(400, "event_id_mismatch")
+        return json_error(400, "event_id_mismatch")
     event_id = verified.webhook_id or envelope.event_id
     if event_id is None:
         # Only possible without an id header (timestamped-hmac) and with an unreadable body;
@@ -105,17 +94,17 @@ def receive() -> Response:
             )
     except SQLAlchemyError as exc:
         log.error("database unavailable, delivery refused error=%s", type(exc).__name__)
-        return _error(
+        return json_error(
             503, "database_unavailable", **{"Retry-After": str(DATABASE_DOWN_RETRY_AFTER_SECONDS)}
         )
 
     if not created:
         log.info("duplicate delivery event_id=%s", event_id)
-        return _answer(200, {"status": "duplicate"})
+        return json_answer(200, {"status": "duplicate"})
     if status is EventStatus.QUARANTINED:
         # Answered 2xx so Rivya stops retrying: the stored bytes wait for an operator's replay.
         log.warning("event quarantined event_id=%s reason=%s", event_id, envelope.problem)
-        return _answer(202, {"status": "quarantined"})
+        return json_answer(202, {"status": "quarantined"})
 
     if not shared.enqueuer.process_event(event_id):
         try:
@@ -125,4 +114,4 @@ def receive() -> Response:
             # Stored all the same; the sweeper re-enqueues it after the visibility window.
             log.warning("could not mark unsent event_id=%s error=%s", event_id, type(exc).__name__)
     log.info("event accepted event_id=%s type=%s", event_id, envelope.event_type)
-    return _answer(202, {"status": "accepted"})
+    return json_answer(202, {"status": "accepted"})

@@ -1,0 +1,20 @@
+"""Small JSON answers shared by the receiver's routes: never a body, secret or signature."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+
+def json_answer(status: int, body: dict[str, Any], **headers: str) -> Response:
+    """Return `body` as JSON with `status` and extra headers."""
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def json_error(status: int, code: str, **headers: str) -> Response:
+    """Return the receiver's error shape, {"error": {"code": ...}}."""
+    return json_answer(status, {"error": {"code": code}}, **headers)
