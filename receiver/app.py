@@ -12,7 +12,7 @@ from receiver import health, results, webhooks
 from receiver.enqueue import Enqueuer
 from receiver.responses import json_error
 from receiver.state import ReceiverState
-from rivyahooks.rivya.signatures import Verifier
+from rivyahooks.rivya.signatures import Verifier, fingerprint
 from rivyahooks.settings import Settings
 
 
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.webhook_tolerance_seconds,
         ),
         enqueuer=Enqueuer(settings),
+        secret_fingerprints=tuple(fingerprint(s) for s in settings.webhook_secrets),
     )
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)

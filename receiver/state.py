@@ -20,6 +20,9 @@ class ReceiverState:
     sessions: sessionmaker[Session]
     verifier: Verifier
     enqueuer: Enqueuer
+    # Fingerprints of the configured secrets, in the same order: stored with each event to
+    # say which secret verified it, computed once rather than on every delivery.
+    secret_fingerprints: tuple[str, ...]
 
 
 def state() -> ReceiverState:

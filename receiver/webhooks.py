@@ -15,7 +15,7 @@ from receiver.responses import json_answer, json_error
 from receiver.state import state
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import parse_envelope
-from rivyahooks.rivya.signatures import SignatureError, fingerprint
+from rivyahooks.rivya.signatures import SignatureError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -76,7 +76,6 @@ def receive() -> Response:
     # the sweeper's visibility-window rule finds the row. This saves a second transaction on
     # every delivery.
     status = EventStatus.QUARANTINED if envelope.problem else EventStatus.ENQUEUED
-    secret = shared.settings.webhook_secrets[verified.secret_index]
     try:
         with shared.engine.begin() as connection:
             created = insert_event(
@@ -89,7 +88,7 @@ def receive() -> Response:
                 task_id=envelope.task_id,
                 api_version=envelope.api_version,
                 headers=_stored_headers(),
-                secret_fingerprint=fingerprint(secret),
+                secret_fingerprint=shared.secret_fingerprints[verified.secret_index],
                 status_reason=envelope.problem,
             )
     except SQLAlchemyError as exc:
