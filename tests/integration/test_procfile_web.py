@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from models.events import WebhookEvent
+from rivyahooks.demo import procfile_roles
 from rivyahooks.settings import Settings
 from tests.conftest import SECRET, make_event
 from tests.support.processes import BIN, ROOT, child_env, free_port, stop, wait_for_http
@@ -24,12 +25,9 @@ from tests.support.processes import BIN, ROOT, child_env, free_port, stop, wait_
 
 def procfile_command(role: str, env: dict[str, str]) -> list[str]:
     """Return the argv of a Procfile role, with ${VAR} and ${VAR:-default} substituted."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() == role:
-            words = shlex.split(command)
-            return [_expand(word, env) for word in words]
-    raise AssertionError(f"Procfile has no {role}: line")
+    roles = procfile_roles(ROOT / "Procfile")
+    assert role in roles, f"Procfile has no {role}: line"
+    return [_expand(word, env) for word in shlex.split(roles[role])]
 
 
 VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
