@@ -31,7 +31,7 @@ from rivyahooks.rivya.errors import (
 )
 from rivyahooks.settings import Settings
 from tasks.generation_state import apply_generation, lock_generation, result_urls
-from tasks.storage import FileStorage, open_storage, output_key
+from tasks.storage import Storage, open_storage, output_key
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def store_outputs(
 def _store_one(
     sessions: sessionmaker[Session],
     settings: Settings,
-    storage: FileStorage,
+    storage: Storage,
     http: httpx.Client,
     task_id: str,
     index: int,

@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -44,7 +44,9 @@ class Staged:
 
 
 class Storage(Protocol):
-    def staging(self, label: str) -> Iterator[Staged]: ...
+    """What processing needs of a place to keep results; FileStorage is the one we have."""
+
+    def staging(self, label: str) -> AbstractContextManager[Staged]: ...
     def commit(self, staged: Staged, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
@@ -139,7 +141,7 @@ def _dead_local_writer(name: str, host: str) -> bool:
     return False
 
 
-def open_storage(settings: Settings) -> FileStorage:
+def open_storage(settings: Settings) -> Storage:
     """Return the storage STORAGE_URL names."""
     if settings.storage_url.startswith("file://"):
         return FileStorage(settings.storage_root())
