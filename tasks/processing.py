@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
@@ -269,12 +269,8 @@ def store_outputs(
 
     with sessions.begin() as session:
         generation = lock_generation(session, task_id)
-        count = len(
-            session.scalars(
-                select(GenerationOutput.index).where(GenerationOutput.task_id == task_id)
-            ).all()
-        )
-        if count >= len(urls) and generation.results_stored_at is None:
+        count = session.scalar(select(func.count()).where(GenerationOutput.task_id == task_id))
+        if (count or 0) >= len(urls) and generation.results_stored_at is None:
             generation.results_stored_at = utcnow()
     return stored
 
