@@ -8,7 +8,6 @@ from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from receiver.enqueue import Enqueuer
 from rivyahooks.rivya.signatures import Verifier
 from rivyahooks.settings import Settings
 
@@ -17,9 +16,10 @@ from rivyahooks.settings import Settings
 class ReceiverState:
     settings: Settings
     engine: Engine
+    # The same pool, in autocommit: a delivery is one statement, hence one round trip.
+    inbox: Engine
     sessions: sessionmaker[Session]
     verifier: Verifier
-    enqueuer: Enqueuer
     # Fingerprints of the configured secrets, in the same order: stored with each event to
     # say which secret verified it, computed once rather than on every delivery.
     secret_fingerprints: tuple[str, ...]

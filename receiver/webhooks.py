@@ -1,4 +1,9 @@
-"""POST /webhooks/rivya: verify the raw bytes, parse, dedupe, store, enqueue, answer fast."""
+"""POST /webhooks/rivya: verify the raw bytes, parse, then store and answer in one round trip.
+
+The receiver never talks to the broker. It commits the event `received` with one statement
+(which on PostgreSQL also wakes the relay) and answers; the relay publishes it. Its only
+dependency is the database.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from models.events import EventSource, EventStatus
-from models.inbox import insert_event, mark_unsent
+from models.inbox import event_row, store_event
 from receiver.responses import json_answer, json_error
 from receiver.state import state
+from rivyahooks.faultpoints import reach
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import parse_envelope
 from rivyahooks.rivya.signatures import SignatureError
@@ -71,31 +77,29 @@ def receive() -> Response:
         # the body's hash still deduplicates redeliveries of the same bytes.
         event_id = "sha256:" + hashlib.sha256(body).hexdigest()
 
-    # `enqueued` is written with the row because the publish follows the commit at once; if
-    # the publish fails the row goes back to `received`, and if this process dies in between,
-    # the sweeper's visibility-window rule finds the row. This saves a second transaction on
-    # every delivery.
-    status = EventStatus.QUARANTINED if envelope.problem else EventStatus.ENQUEUED
+    status = EventStatus.QUARANTINED if envelope.problem else EventStatus.RECEIVED
+    reach("receiver.verified")
+    row = event_row(
+        event_id=event_id,
+        body=body,
+        source=EventSource.WEBHOOK,
+        status=status,
+        event_type=envelope.event_type,
+        task_id=envelope.task_id,
+        api_version=envelope.api_version,
+        headers=_stored_headers(),
+        secret_fingerprint=shared.secret_fingerprints[verified.secret_index],
+        status_reason=envelope.problem,
+    )
     try:
-        with shared.engine.begin() as connection:
-            created = insert_event(
-                connection,
-                event_id=event_id,
-                body=body,
-                source=EventSource.WEBHOOK,
-                status=status,
-                event_type=envelope.event_type,
-                task_id=envelope.task_id,
-                api_version=envelope.api_version,
-                headers=_stored_headers(),
-                secret_fingerprint=shared.secret_fingerprints[verified.secret_index],
-                status_reason=envelope.problem,
-            )
+        with shared.inbox.connect() as connection:
+            created = store_event(connection, row)
     except SQLAlchemyError as exc:
         log.error("database unavailable, delivery refused error=%s", type(exc).__name__)
         return json_error(
             503, "database_unavailable", **{"Retry-After": str(DATABASE_DOWN_RETRY_AFTER_SECONDS)}
         )
+    reach("receiver.committed")
 
     if not created:
         log.info("duplicate delivery event_id=%s", event_id)
@@ -104,13 +108,5 @@ def receive() -> Response:
         # Answered 2xx so Rivya stops retrying: the stored bytes wait for an operator's replay.
         log.warning("event quarantined event_id=%s reason=%s", event_id, envelope.problem)
         return json_answer(202, {"status": "quarantined"})
-
-    if not shared.enqueuer.process_event(event_id):
-        try:
-            with shared.engine.begin() as connection:
-                mark_unsent(connection, event_id)
-        except SQLAlchemyError as exc:
-            # Stored all the same; the sweeper re-enqueues it after the visibility window.
-            log.warning("could not mark unsent event_id=%s error=%s", event_id, type(exc).__name__)
     log.info("event accepted event_id=%s type=%s", event_id, envelope.event_type)
     return json_answer(202, {"status": "accepted"})

@@ -144,16 +144,19 @@ def settings(
         broker_url=broker_url,
         webhook_secrets=(SECRET,),
         storage_url=f"file://{tmp_path / 'results'}",
-        sweep_received_after_seconds=0,
     )
+
+
+def close_app(app: Flask) -> None:
+    """Close what create_app opened."""
+    app.extensions["rivyahooks"].engine.dispose()
 
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     yield app
-    app.extensions["rivyahooks"].engine.dispose()
-    app.extensions["rivyahooks"].enqueuer.close()
+    close_app(app)
 
 
 @pytest.fixture

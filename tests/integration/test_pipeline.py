@@ -1,15 +1,15 @@
-"""The whole pipeline under faults: simulator -> gunicorn receiver -> Redis -> Celery worker.
+"""The whole pipeline under faults: simulator -> receiver -> relay -> Redis -> Celery worker.
 
 Everything is real and talks over loopback: the simulator (in this process, real HTTP)
 delivers signed webhooks to the receiver served by gunicorn, which stores them in
-PostgreSQL and enqueues them on Redis; a prefork Celery worker fetches each generation from
-the simulator and downloads its results. Only the outcome is asserted: rows and files.
+PostgreSQL; the relay publishes them to Redis; a prefork Celery worker fetches each
+generation from the simulator and downloads its results. Only the outcome is asserted:
+rows and files.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,8 @@ from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
 from tasks.storage import PARTIAL_DIR, FileStorage
 from tests.conftest import SECRET
-from tests.support.processes import celery_worker, gunicorn, own_redis_database
+from tests.support.processes import celery_worker, gunicorn, own_redis_database, relay
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -57,22 +58,20 @@ def wait_until_settled(
     sessions: sessionmaker[Session], expected_events: int, timeout: float
 ) -> None:
     """Wait until `expected_events` events are stored and none is unfinished."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[tuple[int, int]] = []
+
+    def settled() -> bool:
         with sessions() as session:
-            total = session.scalar(select(func.count()).select_from(WebhookEvent))
+            total = session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
             unfinished = session.scalar(
                 select(func.count())
                 .select_from(WebhookEvent)
                 .where(WebhookEvent.status.in_(UNFINISHED_STATUSES))
             )
-        if total == expected_events and unfinished == 0:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"not settled: {total} of {expected_events} events, {unfinished} unfinished"
-            )
-        time.sleep(0.25)
+        seen.append((total, unfinished or 0))
+        return total == expected_events and unfinished == 0
+
+    eventually(settled, timeout, interval=0.25, what=f"{expected_events} events to settle")
 
 
 def test_two_hundred_generations_under_faults_end_stored_exactly_once(
@@ -102,6 +101,7 @@ def test_two_hundred_generations_under_faults_end_stored_exactly_once(
         settings = pipeline_settings(postgres_url, redis_url, sim, tmp_path)
         with (
             gunicorn(settings, log=tmp_path / "web.log") as web_url,
+            relay(settings, log=tmp_path / "relay.log"),
             celery_worker(settings, concurrency=4, log=tmp_path / "worker.log"),
         ):
             sim.register_endpoint(web_url + "/webhooks/rivya", secret=settings.webhook_secrets[0])

@@ -2,15 +2,14 @@
 
 How recovery happens, without any operator:
 
-1. The killed worker never acknowledged its message (tasks are `acks_late`). The Redis
-   transport keeps unacknowledged messages aside and puts them back on the queue once they
-   are older than the visibility timeout (TASK_VISIBILITY_TIMEOUT_SECONDS, short here); a
-   consuming worker does that while it polls.
-2. Independently, the sweeper (`events.sweep`, run by beat) re-enqueues events left
-   `processing` for longer than the same window. Whichever comes first runs the task; a
-   second copy finds the event processed, or loses the (task_id, index) race harmlessly.
-3. The event is `processing` with one attempt counted; processing may start over from that
-   state because every step is idempotent.
+1. The event is `processing` under the dead worker's claim, with one attempt counted. Its
+   lease (PROCESS_TIME_LIMIT_SECONDS plus a grace, short here) lapses.
+2. The sweeper (`events.sweep`, run by beat) finds the lapsed lease, records the attempt as
+   `expired` and makes the event `failed`, due at once; the relay publishes it again.
+3. Independently, the killed worker never acknowledged its message (tasks are `acks_late`):
+   the Redis transport puts it back on the queue some time after the visibility timeout
+   (kombu scans for such messages only every 100 s or so). Whichever copy comes first
+   claims the event (a claim takes over a lapsed lease); a later one finds it processed.
 4. The dead worker's partial file names its host and pid. The next staging of the same
    output deletes partials of dead writers, and the sweeper deletes them too, so nothing
    is left in the partial directory.
@@ -21,14 +20,13 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
 from models.db import make_session_factory
-from models.events import EventStatus, WebhookEvent
+from models.events import AttemptOutcome, EventAttempt, EventStatus, WebhookEvent
 from models.generations import GenerationOutput
 from rivyahooks.rivya.simulator.config import Faults, SimConfig
 from rivyahooks.rivya.simulator.content import result_bytes_sha256
@@ -36,20 +34,22 @@ from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
 from tasks.storage import PARTIAL_DIR
 from tests.conftest import SECRET
-from tests.support.processes import celery_worker, gunicorn, own_redis_database
+from tests.support.processes import celery_worker, gunicorn, own_redis_database, relay
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 # Large enough that the download takes a good fraction of a second on loopback.
 OUTPUT_BYTES = 512 * 1024 * 1024
-VISIBILITY_SECONDS = 10
+VISIBILITY_SECONDS = 20
+TIME_LIMIT_SECONDS = 12
 REDIS_DB = 14
 
 
 def wait_for_partial(partials: Path, timeout: float) -> Path:
     """Return the first partial file that has bytes but not all of them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def in_progress() -> Path | None:
         for path in partials.glob("*.part"):
             try:
                 size = path.stat().st_size
@@ -57,8 +57,9 @@ def wait_for_partial(partials: Path, timeout: float) -> Path:
                 continue
             if 0 < size < OUTPUT_BYTES:
                 return path
-        time.sleep(0.002)
-    pytest.fail("no download was seen in progress")
+        return None
+
+    return eventually(in_progress, timeout, interval=0.002, what="a download in progress")
 
 
 def sha256_of(path: Path) -> str:
@@ -90,10 +91,14 @@ def test_a_download_killed_midway_completes_on_the_next_worker(
             rivya_api_key=sim.api_key,
             download_allowed_hosts=("127.0.0.1",),
             task_visibility_timeout_seconds=VISIBILITY_SECONDS,
+            process_time_limit_seconds=TIME_LIMIT_SECONDS,
             sweep_interval_seconds=2,
         )
         partials = settings.storage_root() / PARTIAL_DIR
-        with gunicorn(settings, log=tmp_path / "web.log") as web_url:
+        with (
+            gunicorn(settings, log=tmp_path / "web.log") as web_url,
+            relay(settings, log=tmp_path / "relay.log"),
+        ):
             sim.register_endpoint(web_url + "/webhooks/rivya", secret=SECRET)
             with celery_worker(settings, concurrency=1, log=tmp_path / "worker1.log") as first:
                 (task_id,) = sim.scenario(1)
@@ -108,22 +113,23 @@ def test_a_download_killed_midway_completes_on_the_next_worker(
             assert event.attempts == 1
 
             with celery_worker(settings, concurrency=2, beat=True, log=tmp_path / "worker2.log"):
-                deadline = time.monotonic() + 4 * VISIBILITY_SECONDS
-                while True:
+
+                def processed() -> bool:
                     with sessions() as session:
-                        event = session.scalars(select(WebhookEvent)).one()
-                    if event.status is EventStatus.PROCESSED:
-                        break
-                    assert time.monotonic() < deadline, f"event still {event.status}"
-                    time.sleep(0.25)
-                # Let a second copy of the message (redelivery and sweep) run out too.
-                time.sleep(3)
+                        status = session.scalars(select(WebhookEvent.status)).one()
+                    return status is EventStatus.PROCESSED
+
+                eventually(processed, 4 * VISIBILITY_SECONDS, interval=0.25, what="processed")
 
     with sessions() as session:
         outputs = session.scalars(select(GenerationOutput)).all()
         event = session.scalars(select(WebhookEvent)).one()
     assert event.status is EventStatus.PROCESSED
     assert event.attempts >= 2
+    with sessions() as session:
+        attempts = session.scalars(select(EventAttempt).order_by(EventAttempt.number)).all()
+    assert attempts[0].outcome is AttemptOutcome.EXPIRED
+    assert attempts[-1].outcome is AttemptOutcome.PROCESSED
     assert [(o.task_id, o.index) for o in outputs] == [(task_id, 0)]
     expected = result_bytes_sha256(task_id, 0, OUTPUT_BYTES)
     (output,) = outputs
