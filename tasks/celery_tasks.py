@@ -41,10 +41,12 @@ def process(self: Task, event_id: str, resume: str | None = None) -> None:
         process_event(self.app.runtime, event_id, resume=resume)
     except DatabaseUnavailable as exc:
         delay = backoff_seconds(self.request.retries + 1, None, DATABASE_RETRY_BASE_SECONDS)
+        cause = exc.__cause__
         log.warning(
-            "event %s: database unavailable (%s); retry %d of %d in %.1f s",
+            "event %s: database unavailable (%s: %s); retry %d of %d in %.1f s",
             event_id,
-            exc.__cause__,
+            type(cause).__name__,
+            str(cause).splitlines()[0] if cause else "",
             self.request.retries + 1,
             DATABASE_RETRIES,
             delay,

@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import Base
@@ -49,17 +48,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session."""
-    services.require("PostgreSQL", services.POSTGRES_ADMIN_URL)
-    name = f"rivyahooks_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(services.POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(services.POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
-    upgrade(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with services.fresh_postgres_database("rivyahooks_test") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,11 @@ def relay(ctx: Context) -> None:
     several. When the broker or the database is down it says so once, waits and resumes by
     itself. SIGTERM or Ctrl-C stop it after the batch in hand (exit 0).
     """
-    from rivyahooks import faultpoints
     from rivyahooks.logconfig import configure_logging
     from tasks.relay import Relay
 
     settings = ctx.settings
     configure_logging(settings.log_level)
-    faultpoints.arm(settings.fault_points_dir)
     runner = Relay(settings)
 
     def stop(signum: int, _frame: FrameType | None) -> None:

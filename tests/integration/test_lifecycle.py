@@ -36,6 +36,7 @@ from tasks.sweep import LapsedClaim, expire_lease, sweep
 from tests.support import services
 from tests.support.httpserver import serving
 from tests.support.inbox import add_event, attempt_history, read_event
+from tests.support.processes import celery_worker, own_redis_database, relay
 from tests.support.tcpproxy import tcp_proxy
 from tests.support.waiting import eventually
 
@@ -441,3 +442,63 @@ def test_a_database_outage_mid_attempt_resumes_the_same_claim(
     assert event.status is EventStatus.PROCESSED
     assert event.attempts == 1
     assert attempt_history(sessions, "evt_db") == [(1, AttemptOutcome.PROCESSED)]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_real_worker_rides_out_a_database_outage_without_losing_the_attempt(
+    postgres_url: str, redis_url: str, postgres_engine: Any, simulator: Simulator, tmp_path: Path
+) -> None:
+    from models.db import make_session_factory
+
+    sessions = make_session_factory(postgres_engine)
+    settings = settings_for(
+        Settings(
+            database_url=postgres_url,
+            broker_url=own_redis_database(redis_url, 10),
+            storage_url=f"file://{tmp_path / 'results'}",
+        ),
+        simulator.url,
+        simulator.api_key,
+    )
+    (task_id,) = simulator.scenario(1, outcome="succeeded")
+    simulator.wait_terminal([task_id])
+    # Rivya answers slowly: the database goes away while the attempt waits for it.
+    simulator.set_faults(slow_ratio=1.0, slow_seconds=1.0)
+    target = urlsplit(services.POSTGRES_ADMIN_URL)
+    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+        worker_settings = settings.replace(
+            database_url=proxied.render_as_string(hide_password=False)
+        )
+        with (
+            relay(settings, log=tmp_path / "relay.log"),
+            celery_worker(worker_settings, concurrency=1, log=tmp_path / "worker.log"),
+        ):
+            add_event(sessions, "evt_outage", task_id=task_id)
+            eventually(
+                lambda: read_event(sessions, "evt_outage").status is EventStatus.PROCESSING,
+                30,
+                what="the claim",
+            )
+            proxy.cut()
+            # The attempt fails on the database and the task schedules its own retry.
+            eventually(
+                lambda: "database unavailable" in (tmp_path / "worker.log").read_text(),
+                30,
+                what="the worker to meet the outage",
+            )
+            simulator.set_faults(slow_ratio=0.0)
+            proxy.restore()
+            eventually(
+                lambda: read_event(sessions, "evt_outage").status is EventStatus.PROCESSED,
+                60,
+                what="the event to be processed",
+            )
+
+    event = read_event(sessions, "evt_outage")
+    assert event.attempts == 1
+    assert attempt_history(sessions, "evt_outage") == [(1, AttemptOutcome.PROCESSED)]
+    with sessions() as session:
+        assert len(session.scalars(select(GenerationOutput)).all()) == 1
