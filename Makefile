@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit demo run clean lock lock-upgrade
+.PHONY: test lint typecheck unit check-install demo run clean lock lock-upgrade
 
 # The exact versions of requirements/test.txt (the service's lock plus the test tools), then
 # the project itself without letting pip pick any dependency of its own.
@@ -39,8 +39,13 @@ typecheck: $(STAMP)
 
 # The whole suite. Tests that need PostgreSQL or Redis run when those answer, are skipped
 # with the reason when they do not, and fail when CI=true.
-test: lint typecheck
+test: lint typecheck check-install
 	$(BIN)/pytest
+
+# Production as a user installs it: the wheel and requirements/service.txt in a new venv
+# outside the checkout, every Procfile role run from it (see tests/production_install.py).
+check-install: $(STAMP)
+	$(BIN)/python -m tests.production_install
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
