@@ -8,13 +8,13 @@
    extras, nothing pip picks on its own;
 3. prepares an app directory holding only the Procfile and deploy/ (what the Procfile names),
    and checks that our packages import from the virtual environment's site-packages;
-4. for each setup, embedded (SQLite, the SQLite broker: no DATABASE_URL, no BROKER_URL) and
-   PostgreSQL + Redis: runs `release` through bash as Heroku, honcho and foreman run a line
-   (it must exit 0), starts every other role the Procfile lists the same way, with only the
-   virtual environment's bin before the system's on PATH; against the simulator, posts a
-   delivery signed by the `standardwebhooks` package (202), and waits until that generation
-   is processed and its files are stored with the simulator's sha256. A second generation is
-   never delivered: beat's reconciler must find it and the worker store it;
+4. for each setup, embedded (SQLite and the SQLite broker: no DATABASE_URL, no BROKER_URL)
+   and PostgreSQL (a postgres:// URL, as Heroku hands it out) + Redis: runs `release` through
+   bash as Heroku, honcho and foreman run a line (it must exit 0), then every other role the
+   Procfile lists, with the virtual environment's bin first on PATH; posts a delivery signed
+   by the `standardwebhooks` package (202) and waits until that generation is processed and
+   its files are stored with the simulator's sha256. A second generation is never delivered:
+   beat's reconciler must find it and the worker store it;
 5. stops each role by SIGTERM to its shell alone (as docker and supervisord stop a process),
    and fails if any process of a role is left, or any process started from the install.
 
@@ -454,15 +454,17 @@ def exercise(setup: Setup, venv: Path, work: Path) -> None:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """Yield the URL of a new empty PostgreSQL database, as a user would write it."""
+def postgres_database() -> Iterator[tuple[str, str]]:
+    """Yield a new empty PostgreSQL database: its URL as Heroku hands it out, and ours."""
     admin = create_engine(services.POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"rivyahooks_install_{uuid.uuid4().hex[:10]}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        url = make_url(services.POSTGRES_ADMIN_URL).set(drivername="postgresql", database=name)
-        yield url.render_as_string(hide_password=False)
+        url = make_url(services.POSTGRES_ADMIN_URL).set(database=name)
+        ours = url.render_as_string(hide_password=False)
+        platform = url.set(drivername="postgres").render_as_string(hide_password=False)
+        yield platform, ours
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -508,11 +510,11 @@ def main() -> int:
             )
             exercise(embedded, venv, work)
             if services_answer():
-                with postgres_database() as database_url:
+                with postgres_database() as (platform_url, database_url):
                     broker_url = own_redis_database(f"{services.REDIS_URL}/0", REDIS_DB)
                     setup = Setup(
                         "postgres+redis",
-                        {"DATABASE_URL": database_url, "BROKER_URL": broker_url},
+                        {"DATABASE_URL": platform_url, "BROKER_URL": broker_url},
                         database_url,
                     )
                     exercise(setup, venv, work)

@@ -181,7 +181,15 @@ BAD_SETTINGS = [
         "Sup3r-S3cret",
         id="second-secret-without-prefix",
     ),
+    pytest.param("RIVYA_WEBHOOK_SECRETS", "whsec_", None, id="secret-empty"),
+    pytest.param("RIVYA_WEBHOOK_SECRETS", "whsec_AA==", None, id="secret-one-byte"),
     pytest.param("RIVYA_WEBHOOK_TOLERANCE_SECONDS", "soon", None, id="tolerance-not-a-number"),
+    pytest.param(
+        "DATABASE_URL", "mysql://app:Sup3r-S3cret@db/app", "Sup3r-S3cret", id="unknown-driver"
+    ),
+    pytest.param(
+        "DATABASE_URL", "postgres://app:Sup3r-S3cret@db:5432", "Sup3r-S3cret", id="no-database"
+    ),
 ]
 
 
