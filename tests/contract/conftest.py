@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request, Response
 
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.simulator import SimConfig, Simulator
-from tests.support.waiting import eventually
+from tests.support.eventually import eventually
 
 API_KEY = "rvya_sk_contract_test_key"
 SCHEMAS = Path(__file__).parent / "schemas"

@@ -17,7 +17,7 @@ from rivyahooks.rivya.errors import (
 )
 from rivyahooks.rivya.simulator import Simulator
 from tests.contract.conftest import API_KEY, Receiver, validate
-from tests.support.waiting import eventually
+from tests.support.eventually import eventually
 
 
 def _wait_terminal(rivya: RivyaClient, task_id: str) -> dict[str, object]:

@@ -11,7 +11,7 @@ from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.signatures import Verifier
 from rivyahooks.rivya.simulator import Simulator
 from tests.contract.conftest import API_KEY, Receiver, validate
-from tests.support.waiting import eventually
+from tests.support.eventually import eventually
 
 
 def test_standard_delivery_verifies_with_standardwebhooks(

@@ -36,6 +36,7 @@ from rivyahooks.settings import Settings
 from tasks.storage import PARTIAL_DIR
 from tests.conftest import SECRET
 from tests.support import services
+from tests.support.eventually import eventually
 from tests.support.processes import (
     BIN,
     ROOT,
@@ -45,7 +46,6 @@ from tests.support.processes import (
     own_redis_database,
     relay,
 )
-from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

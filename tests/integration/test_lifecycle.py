@@ -34,11 +34,11 @@ from tasks.processing import DatabaseUnavailable, Outcome, _finish, claim_event,
 from tasks.runtime import Runtime
 from tasks.sweep import LapsedClaim, expire_lease, sweep
 from tests.support import services
+from tests.support.eventually import eventually
 from tests.support.httpserver import serving
 from tests.support.inbox import add_event, attempt_history, read_event
 from tests.support.processes import celery_worker, own_redis_database, relay
 from tests.support.tcpproxy import tcp_proxy
-from tests.support.waiting import eventually
 
 OUTPUT_BYTES = 4096
 E = WebhookEvent

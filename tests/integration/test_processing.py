@@ -19,8 +19,8 @@ from rivyahooks.settings import Settings
 from tasks.processing import Outcome, process_event
 from tasks.runtime import Runtime
 from tasks.storage import FileStorage
+from tests.support.eventually import eventually
 from tests.support.inbox import add_event, read_event
-from tests.support.waiting import eventually
 
 OUTPUT_BYTES = 100_000
 

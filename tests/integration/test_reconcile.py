@@ -22,8 +22,8 @@ from rivyahooks.settings import Settings
 from tasks.reconcile import STATE_NAME, UNUSABLE_EVENT_PREFIX, ReconcileBusy, reconcile
 from tasks.runtime import Runtime
 from tests.conftest import SECRET
+from tests.support.eventually import eventually
 from tests.support.processes import celery_worker, gunicorn, relay
-from tests.support.waiting import eventually
 
 
 @pytest.fixture

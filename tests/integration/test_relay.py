@@ -31,9 +31,9 @@ from models.inbox import event_row, insert_event, store_events
 from models.migrate import upgrade
 from rivyahooks.settings import Settings
 from tasks.relay import Relay
+from tests.support.eventually import eventually
 from tests.support.processes import BIN, ROOT, child_env, stop
 from tests.support.redisproc import RedisServer, redis_server
-from tests.support.waiting import eventually
 
 E = WebhookEvent
 

@@ -34,8 +34,8 @@ from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
 from tasks.storage import PARTIAL_DIR
 from tests.conftest import SECRET
+from tests.support.eventually import eventually
 from tests.support.processes import celery_worker, gunicorn, own_redis_database, relay
-from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

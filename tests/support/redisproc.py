@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import services
-from tests.support.waiting import eventually
+from tests.support.eventually import eventually
 
 
 class RedisServer:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.simulator import SimConfig, Simulator, iter_result_bytes, result_bytes_sha256
 from rivyahooks.rivya.simulator.cli import simulate
-from tests.support.waiting import eventually
+from tests.support.eventually import eventually
 
 KEY = "rvya_sk_sim_unit"
 

@@ -1,4 +1,4 @@
-"""The one way tests wait: poll a condition until it holds, never sleep for a guess."""
+"""The one way tests wait: poll a condition until it holds or a deadline passes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ T = TypeVar("T")
 
 
 def eventually(
-    predicate: Callable[[], T], timeout: float, *, interval: float = 0.05, what: str = ""
+    predicate: Callable[[], T], timeout: float, what: str = "", interval: float = 0.05
 ) -> T:
-    """Return predicate()'s first truthy value; fail the test if none comes within `timeout`.
+    """Return the first truthy value of `predicate()`; raise TimeoutError naming `what`.
 
     The predicate runs at least once, and once more at the deadline, so a slow machine
     costs time, never a wrong verdict.
@@ -22,9 +22,9 @@ def eventually(
         value = predicate()
         if value:
             return value
-        if time.monotonic() >= deadline:
+        if time.monotonic() > deadline:
             value = predicate()
             if value:
                 return value
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+            raise TimeoutError(f"{what or predicate}: not within {timeout:g} s")
         time.sleep(interval)
