@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 
@@ -58,9 +58,18 @@ def clip(column: InstrumentedAttribute[Any], value: str | None) -> str | None:
     """
     if value is None:
         return None
-    value = value.replace("\x00", "")
-    length = getattr(column.type, "length", None) if isinstance(column.type, String) else None
-    return value[:length] if length else value
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    limit = _LIMITS.get(id(column), _UNKNOWN)
+    if limit is _UNKNOWN:
+        # Reading a column's type through the ORM attribute costs more than the receiver's
+        # whole insert: look it up once per column.
+        limit = _LIMITS[id(column)] = getattr(column.type, "length", None)
+    return value[:limit] if limit else value
+
+
+_UNKNOWN = object()
+_LIMITS: dict[int, Any] = {}
 
 
 def utcnow() -> dt.datetime:

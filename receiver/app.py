@@ -8,6 +8,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
+from models.inbox import InboxWriter
 from receiver import health, results, webhooks
 from receiver.responses import json_error
 from receiver.state import ReceiverState
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["rivyahooks"] = ReceiverState(
         settings=settings,
         engine=engine,
-        inbox=engine.execution_options(isolation_level="AUTOCOMMIT"),
+        inbox=InboxWriter(engine),
         sessions=make_session_factory(engine),
         verifier=Verifier(
             settings.webhook_scheme,

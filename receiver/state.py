@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.inbox import InboxWriter
 from rivyahooks.rivya.signatures import Verifier
 from rivyahooks.settings import Settings
 
@@ -16,8 +17,8 @@ from rivyahooks.settings import Settings
 class ReceiverState:
     settings: Settings
     engine: Engine
-    # The same pool, in autocommit: a delivery is one statement, hence one round trip.
-    inbox: Engine
+    # Stores deliveries: one statement, one round trip, on the engine's pool.
+    inbox: InboxWriter
     sessions: sessionmaker[Session]
     verifier: Verifier
     # Fingerprints of the configured secrets, in the same order: stored with each event to

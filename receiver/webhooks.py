@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from models.events import EventSource, EventStatus
-from models.inbox import event_row, store_event
+from models.inbox import event_row
 from receiver.responses import json_answer, json_error
 from receiver.state import state
 from rivyahooks.faultpoints import reach
@@ -92,8 +92,7 @@ def receive() -> Response:
         status_reason=envelope.problem,
     )
     try:
-        with shared.inbox.connect() as connection:
-            created = store_event(connection, row)
+        created = shared.inbox.store(row)
     except SQLAlchemyError as exc:
         log.error("database unavailable, delivery refused error=%s", type(exc).__name__)
         return json_error(

@@ -9,7 +9,10 @@ took them, with a compare-and-set. If it dies in between, the rows are published
 - Several relays may run: on PostgreSQL each locks its batch with FOR UPDATE SKIP LOCKED.
 - On PostgreSQL it sleeps on LISTEN, woken by the NOTIFY in the writers' statements, and
   polls every RELAY_POLL_SECONDS as a fallback and for retries falling due; SQLite has no
-  notifications, so it polls at least every 0.25 s there.
+  notifications, so it polls at least every 0.25 s there. Once it found work it stays
+  awake for RELAY_ACTIVE_SECONDS, looking every ACTIVE_POLL_SECONDS: the receiver notifies
+  at most every NOTIFY_EVERY_SECONDS per process (see models/inbox.py), so the deliveries
+  in between are found by this short poll.
 - When the broker or the database is unavailable it stops publishing, says so once, backs
   off, and resumes by itself. SIGTERM stops it after the batch in hand.
 """
@@ -27,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.base import utcnow
 from models.db import make_engine
 from models.events import DUE_PREDICATE, WebhookEvent
-from models.inbox import RELAY_CHANNEL, due_events, mark_enqueued
+from models.inbox import NOTIFY_EVERY_SECONDS, RELAY_CHANNEL, due_events, mark_enqueued
 from rivyahooks.faultpoints import reach
 from rivyahooks.settings import Settings
 from tasks.publisher import Publisher
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 SQLITE_POLL_SECONDS = 0.25
+ACTIVE_POLL_SECONDS = 0.02
+# Awake this long after the last batch: well past the receiver's notification interval.
+RELAY_ACTIVE_SECONDS = 5 * NOTIFY_EVERY_SECONDS
 # Backoff while the broker or the database is down: first wait, doubling up to the cap.
 OUTAGE_FIRST_WAIT = 0.5
 OUTAGE_MAX_WAIT = 5.0
@@ -107,6 +113,7 @@ class Relay:
         self.refused = 0
         self._stopping = threading.Event()
         self._outage: tuple[str, float] | None = None  # what is down, since when
+        self._active_until = 0.0
 
     def stop(self) -> None:
         """Ask the loop to end after the batch in hand."""
@@ -154,8 +161,11 @@ class Relay:
                                 self.published,
                             )
                         reported_at, reported = time.monotonic(), self.published
+                    if count:
+                        self._active_until = time.monotonic() + RELAY_ACTIVE_SECONDS
                     if count < BATCH:
-                        self._wait_for_work()
+                        awake = time.monotonic() < self._active_until
+                        self._wait_for_work(ACTIVE_POLL_SECONDS if awake else self.poll_seconds)
                     continue
                 self._sleep(wait)
                 wait = min(wait * 2, OUTAGE_MAX_WAIT)
@@ -198,8 +208,9 @@ class Relay:
                 or 0
             )
 
-    def _wait_for_work(self) -> None:
-        deadline = time.monotonic() + self.poll_seconds
+    def _wait_for_work(self, seconds: float) -> None:
+        """Wait up to `seconds`, less if a notification comes or a stop is asked for."""
+        deadline = time.monotonic() + seconds
         while not self._stopping.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
