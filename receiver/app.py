@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["rivyahooks"] = ReceiverState(
         settings=settings,
         engine=engine,
-        inbox=InboxWriter(engine),
+        inbox=InboxWriter(settings.database_url),
         sessions=make_session_factory(engine),
         verifier=Verifier(
             settings.webhook_scheme,

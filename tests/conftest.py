@@ -141,6 +141,7 @@ def settings(
 def close_app(app: Flask) -> None:
     """Close what create_app opened."""
     app.extensions["rivyahooks"].engine.dispose()
+    app.extensions["rivyahooks"].inbox.close()
 
 
 @pytest.fixture
