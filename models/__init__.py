@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.events import EventSource, EventStatus, InvalidTransitionError, WebhookEvent
+from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.reconcile import ReconcileState
 
@@ -9,6 +10,7 @@ __all__ = [
     "Base",
     "EventSource",
     "EventStatus",
+    "FeedCounter",
     "Generation",
     "GenerationOutput",
     "GenerationStatus",
