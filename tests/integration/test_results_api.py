@@ -11,14 +11,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import utcnow
 from models.events import EventSource, EventStatus
-from models.feed import record_change
-from models.generations import Generation, GenerationOutput, GenerationStatus, insert_output
+from models.generations import GenerationStatus
 from models.inbox import insert_event
 from receiver import create_app
 from rivyahooks.settings import Settings
-from storage import open_storage, output_key
+from tests.support.results import add_generation, store_output
 from tests.support.s3server import S3Server
 
 TOKEN = "results-token-for-tests"
@@ -28,29 +26,10 @@ FILE = bytes(range(256)) * 40  # 10,240 bytes
 FILE_SHA = hashlib.sha256(FILE).hexdigest()
 
 
-def seed(sessions: sessionmaker[Session]) -> None:
+def seed(sessions: sessionmaker[Session], settings: Settings) -> None:
     with sessions.begin() as session:
-        session.add(Generation(task_id="task_ok", status=GenerationStatus.SUCCEEDED, model="m"))
-        session.add(
-            Generation(
-                task_id="task_bad", status=GenerationStatus.FAILED, error_code="model_timeout"
-            )
-        )
-        session.flush()
-        session.add(
-            GenerationOutput(
-                task_id="task_ok",
-                index=0,
-                content_type="image/png",
-                size_bytes=10,
-                sha256="ab" * 32,
-                storage_key="task_ok/0000-ab",
-                source_host="cdn",
-                stored_at=utcnow(),
-            )
-        )
-        record_change(session, "task_ok")
-        record_change(session, "task_bad")
+        add_generation(session, "task_ok", GenerationStatus.SUCCEEDED, model="m")
+        add_generation(session, "task_bad", GenerationStatus.FAILED, error_code="model_timeout")
         insert_event(session, event_id="evt_1", body=b"{}", source=EventSource.WEBHOOK)
         insert_event(
             session,
@@ -59,28 +38,14 @@ def seed(sessions: sessionmaker[Session]) -> None:
             source=EventSource.WEBHOOK,
             status=EventStatus.QUARANTINED,
         )
+    store_output(sessions, settings, "task_ok", b"ten bytes!")
 
 
 def store_file(sessions: sessionmaker[Session], settings: Settings, task_id: str) -> None:
-    """Store FILE as output 0 of a succeeded generation, as processing does."""
-    storage = open_storage(settings)
-    key = output_key(task_id, 0, FILE_SHA, "image/png")
-    with storage.staging(f"{task_id}.0") as staged:
-        staged.write(FILE)
-        storage.commit(staged, key, "image/png")
+    """Store FILE as output 0 of a succeeded generation."""
     with sessions.begin() as session:
-        session.add(Generation(task_id=task_id, status=GenerationStatus.SUCCEEDED))
-        session.flush()
-        insert_output(
-            session,
-            task_id=task_id,
-            index=0,
-            content_type="image/png",
-            size_bytes=len(FILE),
-            sha256=FILE_SHA,
-            storage_key=key,
-            source_host="cdn",
-        )
+        add_generation(session, task_id, GenerationStatus.SUCCEEDED)
+    store_output(sessions, settings, task_id, FILE)
 
 
 @pytest.fixture
@@ -95,8 +60,8 @@ def api(results_app: Flask) -> FlaskClient:
     return results_app.test_client()
 
 
-def test_results_are_closed_without_a_configured_token(client, sessions) -> None:  # type: ignore[no-untyped-def]
-    seed(sessions)
+def test_results_are_closed_without_a_configured_token(client, sessions, settings) -> None:  # type: ignore[no-untyped-def]
+    seed(sessions, settings)
     response = client.get("/results/task_ok")
     assert response.status_code == 404
     assert response.json == {"error": {"code": "results_api_disabled"}}
@@ -105,7 +70,7 @@ def test_results_are_closed_without_a_configured_token(client, sessions) -> None
 def test_every_configured_token_is_accepted_and_nothing_else(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    seed(sessions)
+    seed(sessions, settings)
     app = create_app(settings.replace(results_api_tokens=(TOKEN, NEXT_TOKEN)))
     client = app.test_client()
     assert client.get("/results/task_ok").status_code == 401
@@ -117,7 +82,7 @@ def test_every_configured_token_is_accepted_and_nothing_else(
         ok = client.get("/results/task_ok", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
         assert ok.json["status"] == "succeeded"
-        assert ok.json["outputs"][0]["sha256"] == "ab" * 32
+        assert ok.json["outputs"][0]["size_bytes"] == 10
     app.extensions["rivyahooks"].engine.dispose()
     # The single-token variable of earlier versions still works.
     older = create_app(settings.replace(results_api_token=TOKEN))
@@ -126,8 +91,8 @@ def test_every_configured_token_is_accepted_and_nothing_else(
     older.extensions["rivyahooks"].engine.dispose()
 
 
-def test_results_list_filters_by_status(api: FlaskClient, sessions) -> None:  # type: ignore[no-untyped-def]
-    seed(sessions)
+def test_results_list_filters_by_status(api: FlaskClient, sessions, settings) -> None:  # type: ignore[no-untyped-def]
+    seed(sessions, settings)
     failed = api.get("/results?status=failed", headers=AUTH).json
     assert [g["task_id"] for g in failed["data"]] == ["task_bad"]
     assert failed["data"][0]["error"]["code"] == "model_timeout"
@@ -159,9 +124,9 @@ def test_the_listing_refuses_bad_parameters_with_the_envelope(
 
 
 def test_the_listing_pages_with_limit_and_before_and_filters_by_since(
-    api: FlaskClient, sessions: sessionmaker[Session]
+    api: FlaskClient, sessions: sessionmaker[Session], settings: Settings
 ) -> None:
-    seed(sessions)
+    seed(sessions, settings)
     first = api.get("/results?limit=1", headers=AUTH).json
     assert [g["task_id"] for g in first["data"]] == ["task_bad"]
     assert first["has_more"] is True
@@ -176,14 +141,15 @@ def test_the_listing_pages_with_limit_and_before_and_filters_by_since(
 
 
 def test_documents_carry_their_times_and_file_links(
-    api: FlaskClient, sessions: sessionmaker[Session]
+    api: FlaskClient, sessions: sessionmaker[Session], settings: Settings
 ) -> None:
-    seed(sessions)
+    seed(sessions, settings)
     document = api.get("/results/task_ok", headers=AUTH).json
     assert document["created_at"] is not None
     assert {"submitted_at", "finished_at", "results_stored_at"} <= set(document)
     (output,) = document["outputs"]
     assert output["url"] == "/results/task_ok/outputs/0"
+    assert output["sha256"] == hashlib.sha256(b"ten bytes!").hexdigest()
     assert output["filename"] == "task_ok-0.png"
 
 
@@ -194,11 +160,12 @@ def test_the_feed_refuses_bad_parameters(api: FlaskClient, query: str) -> None:
     assert answer.json["error"]["code"] == "invalid_parameter"
 
 
-def test_the_feed_pages_in_commit_order(api: FlaskClient, sessions: sessionmaker[Session]) -> None:
-    seed(sessions)
+def test_the_feed_pages_in_commit_order(
+    api: FlaskClient, sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    seed(sessions, settings)
     with sessions.begin() as session:
-        session.add(Generation(task_id="task_late", status=GenerationStatus.QUEUED))
-        record_change(session, "task_late")
+        add_generation(session, "task_late", GenerationStatus.QUEUED)
     first = api.get("/results/feed?limit=2", headers=AUTH).json
     assert first["object"] == "list"
     assert [e["task_id"] for e in first["data"]] == ["task_bad", "task_ok"]
@@ -291,8 +258,8 @@ def test_a_file_in_object_storage_is_redirected_or_proxied(
     app.extensions["rivyahooks"].engine.dispose()
 
 
-def test_metrics_count_events_and_generations(client, sessions) -> None:  # type: ignore[no-untyped-def]
-    seed(sessions)
+def test_metrics_count_events_and_generations(client, sessions, settings) -> None:  # type: ignore[no-untyped-def]
+    seed(sessions, settings)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'rivyahooks_events{status="received"} 1' in text
     assert 'rivyahooks_events{status="quarantined"} 1' in text

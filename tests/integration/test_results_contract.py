@@ -7,22 +7,19 @@ checks every answer: no 5xx, status codes, headers and bodies as documented.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy.orm import sessionmaker
 
 from models.db import make_engine, make_session_factory
-from models.feed import record_change
-from models.generations import Generation, GenerationStatus, insert_output
+from models.generations import GenerationStatus
 from rivyahooks.settings import Settings
-from storage import open_storage, output_key
 from tests.conftest import SECRET, empty_tables
 from tests.support.processes import gunicorn
+from tests.support.results import add_generation, store_output
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -33,30 +30,12 @@ def seed(settings: Settings) -> None:
     """Generations in every state, one with a stored file, so answers carry real documents."""
     engine = make_engine(settings.database_url)
     empty_tables(engine)
-    sessions: sessionmaker = make_session_factory(engine)  # type: ignore[type-arg]
-    data = b"contract file " * 100
-    sha256 = hashlib.sha256(data).hexdigest()
-    storage = open_storage(settings)
-    key = output_key("task_done", 0, sha256, "image/png")
-    with storage.staging("task_done.0") as staged:
-        staged.write(data)
-        storage.commit(staged, key, "image/png")
+    sessions = make_session_factory(engine)
     with sessions.begin() as session:
         for status in GenerationStatus:
             task_id = "task_done" if status is GenerationStatus.SUCCEEDED else f"task_{status}"
-            session.add(Generation(task_id=task_id, status=status, model="rivya-image-1"))
-            record_change(session, task_id)
-        session.flush()
-        insert_output(
-            session,
-            task_id="task_done",
-            index=0,
-            content_type="image/png",
-            size_bytes=len(data),
-            sha256=sha256,
-            storage_key=key,
-            source_host="cdn",
-        )
+            add_generation(session, task_id, status, model="rivya-image-1")
+    store_output(sessions, settings, "task_done", b"contract file " * 100)
     engine.dispose()
 
 

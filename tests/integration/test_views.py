@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from pathlib import Path
@@ -13,30 +14,26 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import Base
-from models.generations import Generation, GenerationStatus, insert_output
+from models.db import make_session_factory
+from models.generations import GenerationStatus
 from models.views import VIEWS
+from rivyahooks.settings import Settings
+from tests.support.results import add_generation, store_output
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def seed(sessions: sessionmaker[Session]) -> None:
+def seed(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     with sessions.begin() as session:
-        session.add(Generation(task_id="task_v", status=GenerationStatus.SUCCEEDED, model="m"))
-        session.flush()
-        insert_output(
-            session,
-            task_id="task_v",
-            index=0,
-            content_type="image/png",
-            size_bytes=3,
-            sha256="ab" * 32,
-            storage_key="task_v/0000-ab.png",
-            source_host="cdn",
-        )
+        add_generation(session, "task_v", GenerationStatus.SUCCEEDED, model="m")
+    settings = Settings(storage_url=f"file://{tmp_path}")
+    store_output(sessions, settings, "task_v", b"abc")
 
 
-def test_the_views_show_generations_and_outputs(sessions: sessionmaker[Session]) -> None:
-    seed(sessions)
+def test_the_views_show_generations_and_outputs(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    seed(sessions, tmp_path)
     with sessions() as session:
         generation = session.execute(text("SELECT * FROM results_generations")).mappings().one()
         output = session.execute(text("SELECT * FROM results_outputs")).mappings().one()
@@ -49,8 +46,8 @@ def test_the_views_show_generations_and_outputs(sessions: sessionmaker[Session])
         "output_index": 0,
         "content_type": "image/png",
         "size_bytes": 3,
-        "sha256": "ab" * 32,
-        "storage_key": "task_v/0000-ab.png",
+        "sha256": hashlib.sha256(b"abc").hexdigest(),
+        "storage_key": f"task_v/0000-{hashlib.sha256(b'abc').hexdigest()}.png",
         "stored_at": None,
     }
 
@@ -64,11 +61,9 @@ def readme_role_sql() -> str:
 
 @pytest.mark.postgres
 def test_the_readme_role_reads_the_views_and_nothing_else(
-    postgres_url: str, postgres_engine: Engine
+    postgres_url: str, postgres_engine: Engine, tmp_path: Path
 ) -> None:
-    from models.db import make_session_factory
-
-    seed(make_session_factory(postgres_engine))
+    seed(make_session_factory(postgres_engine), tmp_path)
     role = f"results_reader_{uuid.uuid4().hex[:8]}"
     database = make_url(postgres_url).database
     sql = readme_role_sql().replace("results_reader", role).replace("rivyahooks", str(database))
