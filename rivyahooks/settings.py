@@ -315,6 +315,14 @@ class Settings:
         "S3-compatible stores (endpoint and credentials from the usual `AWS_*` variables)",
         storage_url,
     )
+    # S3 accepts parts of 5 MiB to 5 GiB, at most 10,000 per object.
+    storage_part_bytes: int = setting(
+        "STORAGE_PART_BYTES",
+        16 * 1024 * 1024,
+        "object storage: bytes per multipart upload part, held in memory by each download "
+        "(at least 5 MiB)",
+        whole(5 * 1024 * 1024),
+    )
     reconcile_interval_seconds: int = setting(
         "RECONCILE_INTERVAL_SECONDS", 300, "how often beat runs the reconciler", whole(1)
     )

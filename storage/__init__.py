@@ -137,11 +137,11 @@ def dead_local_writer(name: str) -> bool:
 
 def open_storage(settings: Settings) -> Storage:
     """Return the storage STORAGE_URL names (one per process and URL: S3 clients are costly)."""
-    return _open(settings.storage_url, os.getpid())
+    return _open(settings.storage_url, settings.storage_part_bytes, os.getpid())
 
 
 @functools.lru_cache(maxsize=8)
-def _open(storage_url: str, _pid: int) -> Storage:
+def _open(storage_url: str, part_bytes: int, _pid: int) -> Storage:
     # The pid is part of the cache key: a forked worker child builds its own client instead
     # of sharing the parent's connections.
     if storage_url.startswith("file://"):
@@ -152,7 +152,7 @@ def _open(storage_url: str, _pid: int) -> Storage:
         from storage.s3 import S3Storage
 
         bucket, prefix = parse_s3_url(storage_url)
-        return S3Storage(bucket, prefix)
+        return S3Storage(bucket, prefix, part_bytes=part_bytes)
     raise SettingsError("STORAGE_URL must start with file:// or s3://")
 
 

@@ -34,8 +34,8 @@ from storage import Staged, dead_local_writer, safe_label, writer_id
 log = logging.getLogger(__name__)
 
 STAGING_DIR = ".staging/"
-# S3 parts are 5 MiB to 5 GiB, at most 10,000 of them: 16 MiB parts allow 156 GiB per file
-# and keep the memory of one upload near 2 parts.
+# S3 parts are 5 MiB to 5 GiB, at most 10,000 of them: 16 MiB parts (STORAGE_PART_BYTES)
+# allow 156 GiB per file and keep the memory of one upload near two parts.
 PART_BYTES = 16 * 1024 * 1024
 MAX_PARTS = 10_000
 

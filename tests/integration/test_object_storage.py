@@ -35,9 +35,8 @@ def write_in_chunks(staged: object, data: bytes, chunk: int = 256 * 1024) -> Non
 
 def small_parts(s3: S3Server) -> S3Storage:
     """The production storage with the smallest parts, so a few MiB take the multipart path."""
-    storage = open_storage(Settings(storage_url=s3.storage_url()))
+    storage = open_storage(Settings(storage_url=s3.storage_url(), storage_part_bytes=PART))
     assert isinstance(storage, S3Storage)
-    storage.part_bytes = PART
     return storage
 
 
@@ -91,8 +90,7 @@ KILLED_WRITER = """
 import os, sys
 from rivyahooks.settings import Settings
 from storage import open_storage
-storage = open_storage(Settings(storage_url=sys.argv[1]))
-storage.part_bytes = 5 * 1024 * 1024
+storage = open_storage(Settings(storage_url=sys.argv[1], storage_part_bytes=5 * 1024 * 1024))
 staged = storage.staging("task_4.0").__enter__()
 staged.write(b"x" * (6 * 1024 * 1024))
 os._exit(0)  # killed mid-upload: no cleanup runs

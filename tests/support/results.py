@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.feed import record_change
 from models.generations import Generation, GenerationStatus, insert_output
 from rivyahooks.settings import Settings
-from storage import open_storage, output_key
+from storage import Storage, open_storage, output_key
 
 
 def add_generation(
@@ -51,3 +51,12 @@ def store_output(
             source_host="cdn",
         )
     return key
+
+
+def sha256_of(storage: Storage, key: str) -> str:
+    """Return the hex sha256 of a stored file, read through the storage in blocks."""
+    digest = hashlib.sha256()
+    with storage.open(key) as handle:
+        while block := handle.read(4 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
