@@ -50,24 +50,41 @@ def s3_client() -> Any:
 
 
 class StagedUpload:
-    """One file on its way to the store: buffered up to a part, then sent part by part."""
+    """One file on its way to the store: gathered into one part's buffer, sent part by part.
+
+    The buffer is allocated once and handed to boto3 as it is, so the memory of an upload
+    stays near one part whatever the file's size.
+    """
 
     def __init__(self, storage: S3Storage, staging_key: str) -> None:
         self.storage = storage
         self.staging_key = staging_key
-        self.buffer = bytearray()
+        self.buffer = bytearray(storage.part_bytes)
+        self.filled = 0
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
         self.completed = False
         self.committed = False
 
     def write(self, data: bytes, /) -> int:
-        self.buffer += data
-        while len(self.buffer) >= self.storage.part_bytes:
-            self._send_part(self.storage.part_bytes)
+        if self.committed or not self.buffer:
+            raise RuntimeError("this upload is already committed or discarded")
+        view = memoryview(data)
+        while view:
+            taken = min(len(view), len(self.buffer) - self.filled)
+            self.buffer[self.filled : self.filled + taken] = view[:taken]
+            self.filled += taken
+            view = view[taken:]
+            if self.filled == len(self.buffer):
+                self._send_part(self.buffer)
+                self.filled = 0
         return len(data)
 
-    def _send_part(self, size: int) -> None:
+    def contents(self) -> bytes:
+        """Return what the buffer holds now (the last part, or the whole of a small file)."""
+        return bytes(memoryview(self.buffer)[: self.filled])
+
+    def _send_part(self, body: bytes | bytearray) -> None:
         client, bucket = self.storage.client, self.storage.bucket
         if self.upload_id is None:
             answer = client.create_multipart_upload(Bucket=bucket, Key=self.staging_key)
@@ -75,8 +92,6 @@ class StagedUpload:
         if len(self.parts) >= MAX_PARTS:
             raise ValueError("the file has more parts than S3 allows")
         number = len(self.parts) + 1
-        body = bytes(self.buffer[:size])
-        del self.buffer[:size]
         answer = client.upload_part(
             Bucket=bucket,
             Key=self.staging_key,
@@ -90,6 +105,7 @@ class StagedUpload:
         """Abort the upload and delete the staging object; leave nothing behind."""
         client, bucket = self.storage.client, self.storage.bucket
         self.buffer = bytearray()
+        self.filled = 0
         try:
             if self.upload_id is not None and not self.completed:
                 client.abort_multipart_upload(
@@ -136,14 +152,12 @@ class S3Storage:
         extra = {"ContentType": content_type} if content_type else {}
         if staged.upload_id is None:
             # It fits in one part: no staging object at all.
-            self.client.put_object(
-                Bucket=self.bucket, Key=final, Body=bytes(staged.buffer), **extra
-            )
-            staged.buffer = bytearray()
+            self.client.put_object(Bucket=self.bucket, Key=final, Body=staged.contents(), **extra)
             staged.committed = True
             return
-        if staged.buffer:
-            staged._send_part(len(staged.buffer))
+        if staged.filled:
+            staged._send_part(staged.contents())
+        staged.buffer = bytearray()
         self.client.complete_multipart_upload(
             Bucket=self.bucket,
             Key=staged.staging_key,

@@ -91,7 +91,8 @@ import os, sys
 from rivyahooks.settings import Settings
 from storage import open_storage
 storage = open_storage(Settings(storage_url=sys.argv[1], storage_part_bytes=5 * 1024 * 1024))
-staged = storage.staging("task_4.0").__enter__()
+staging = storage.staging("task_4.0")  # kept: a collected one would clean up
+staged = staging.__enter__()
 staged.write(b"x" * (6 * 1024 * 1024))
 os._exit(0)  # killed mid-upload: no cleanup runs
 """
