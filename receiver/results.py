@@ -15,6 +15,7 @@ import hmac
 import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, redirect, request
 from pydantic import BaseModel
@@ -100,7 +101,7 @@ def _document(
                 size_bytes=output.size_bytes,
                 sha256=output.sha256,
                 filename=download_name(output.task_id, output.index, output.content_type),
-                url=f"/results/{output.task_id}/outputs/{output.index}",
+                url=f"/results/{quote(output.task_id, safe='')}/outputs/{output.index}",
                 storage_key=output.storage_key,
                 stored_at=output.stored_at,
             )
