@@ -19,7 +19,10 @@ costs one row update per change and serialises only the commits of generation ch
 Callers say which generation changed with `record_change(session, task_id)`; the positions
 are taken by a `before_commit` hook, so "last, just before commit" holds by construction.
 Generation rows are locked first, in task id order, then the counter, so two transactions
-never wait for each other's locks in opposite orders.
+never wait for each other's locks in opposite orders. The row lock is FOR NO KEY UPDATE, and
+`feed_position` has a plain (not unique) index so that setting it needs no stronger lock:
+inserting an output holds a key-share lock on its generation (the foreign key), and two
+workers storing two outputs of one generation must not each wait for the other's.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def _take_positions(session: Session) -> None:
         select(Generation.id)
         .where(Generation.task_id.in_(ordered))
         .order_by(Generation.task_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     count = len(ordered)
     # An upsert rather than an UPDATE: the row then need not exist beforehand.

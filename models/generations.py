@@ -75,7 +75,9 @@ class Generation(Base):
     )
 
     __table_args__ = (
-        Index("ix_generations_feed_position", "feed_position", unique=True),
+        # Not unique: the counter already makes positions unique, and updating a column of a
+        # unique index would take a lock that conflicts with inserting an output.
+        Index("ix_generations_feed_position", "feed_position"),
         # The listing pages newest first, optionally within one status.
         Index("ix_generations_status_id", "status", "id"),
     )

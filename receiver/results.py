@@ -267,6 +267,8 @@ def get_output(task_id: str, index: int) -> Any:
     answer.content_length = output.size_bytes
     answer.set_etag(output.sha256)
     answer.headers.set("Content-Disposition", "attachment", filename=filename)
+    # The type comes from the result host: never let a browser sniff it into HTML.
+    answer.headers["X-Content-Type-Options"] = "nosniff"
     # The bytes under this URL never change once stored; only the token holder may cache.
     answer.cache_control.private = True
     answer.cache_control.max_age = 86400

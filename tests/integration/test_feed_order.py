@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import feed
 from models.db import make_session_factory
-from models.generations import Generation
+from models.generations import Generation, insert_output
 from receiver import create_app
 from rivyahooks.settings import Settings
 from tasks.generation_state import apply_generation, lock_generation
@@ -210,3 +210,45 @@ def test_a_follower_ends_with_every_last_change_under_concurrent_writers(
         stored = {t: m for t, m in session.execute(select(Generation.task_id, Generation.model))}
     assert seen == stored
     assert {task: f"v{version}" for task, version in last_written.items()} == stored
+
+
+def test_outputs_of_one_generation_stored_at_once_do_not_deadlock(
+    app: Flask, pg_sessions: sessionmaker[Session]
+) -> None:
+    # Two workers store two outputs of one generation at the same time. Each insert takes a
+    # key-share lock on the generation row (the foreign key); taking the feed position must
+    # not need a lock that conflicts with the other's key-share, or they deadlock.
+    with pg_sessions.begin() as session:
+        change(session, "task_shared", 1)
+    first, second = pg_sessions(), pg_sessions()
+    for index, session in enumerate((first, second)):
+        created = insert_output(
+            session,
+            task_id="task_shared",
+            index=index,
+            content_type="image/png",
+            size_bytes=1,
+            sha256="ab" * 32,
+            storage_key=f"task_shared/{index}",
+            source_host="cdn",
+        )
+        assert created
+    errors: list[BaseException] = []
+
+    def commit(session: Session) -> None:
+        try:
+            session.commit()
+        except BaseException as exc:
+            errors.append(exc)
+            session.rollback()
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=commit, args=(s,)) for s in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    (entry,) = read_feed(app.test_client(), "")["data"]
+    assert [o["index"] for o in entry["outputs"]] == [0, 1]

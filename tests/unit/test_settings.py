@@ -111,15 +111,11 @@ def test_to_env_round_trip() -> None:
     assert Settings.from_env(env) == original
 
 
-def test_results_tokens_accept_both_variables_and_refuse_short_ones() -> None:
+def test_results_tokens_come_from_both_variables() -> None:
     settings = Settings.from_env(
-        {"RESULTS_API_TOKENS": "a" * 16 + ", " + "b" * 20, "RESULTS_API_TOKEN": "c" * 16}
+        {"RESULTS_API_TOKENS": "a" * 16 + ", " + "b" * 20 + ",", "RESULTS_API_TOKEN": "c" * 16}
     )
     assert settings.results_tokens() == ("a" * 16, "b" * 20, "c" * 16)
-    with pytest.raises(SettingsError) as caught:
-        Settings.from_env({"RESULTS_API_TOKENS": "a" * 16 + ",short-secret"})
-    assert "token #2" in str(caught.value)
-    assert "short-secret" not in str(caught.value)
 
 
 @pytest.mark.parametrize("value", ["s3://", "ftp://x", "file://", "/var/results"])

@@ -65,7 +65,7 @@ def upgrade() -> None:
             sa.Column("finished_at", models.base.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(sa.Column("feed_position", sa.BigInteger(), nullable=True))
-        batch_op.create_index("ix_generations_feed_position", ["feed_position"], unique=True)
+        batch_op.create_index("ix_generations_feed_position", ["feed_position"], unique=False)
         batch_op.create_index("ix_generations_status_id", ["status", "id"], unique=False)
     # Generations stored before the feed existed join it in the order they were first seen.
     op.execute("UPDATE generations SET feed_position = id")
