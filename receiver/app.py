@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from structlog.contextvars import clear_contextvars
 from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
@@ -43,7 +44,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(results.bp)
     app.register_error_handler(HTTPException, _json_http_error)
+    # gunicorn's threads serve one request after another: ids bound for one request
+    # (event_id) must not appear on the next one's lines.
+    app.teardown_request(_forget_request_context)
     return app
+
+
+def _forget_request_context(_error: BaseException | None) -> None:
+    clear_contextvars()
 
 
 def _json_http_error(error: HTTPException) -> Any:

@@ -9,7 +9,7 @@ from celery.signals import worker_process_init
 
 from rivyahooks.broker import celery_config
 from rivyahooks.settings import Settings
-from tasks import names
+from tasks import instrumentation, names
 from tasks.runtime import Runtime
 
 
@@ -49,6 +49,7 @@ def create_celery(settings: Settings) -> RivyaCelery:
 
     # weak=False: the closure has no other reference and would be collected at once.
     worker_process_init.connect(reset_after_fork, weak=False)
+    instrumentation.connect(app)
     # Importing registers the tasks with this app (shared_task binds to the current app).
     import tasks.events
     import tasks.reconcile_task  # noqa: F401

@@ -24,6 +24,7 @@ from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, Webhook
 from models.generations import Generation, GenerationStatus
 from models.inbox import insert_event, mark_enqueued
 from models.reconcile import ReconcileState
+from rivyahooks.metrics.families import RECONCILE_FOUND
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.envelope import envelope_from_dict
@@ -225,6 +226,7 @@ def _store_page(
                 and not envelope.problem
             ):
                 created.append(envelope.event_id)
+    RECONCILE_FOUND.inc(len(created))
     _enqueue_all(sessions, enqueue, created, summary)
 
 
@@ -302,6 +304,7 @@ def _poll_generations(
                 )
         if number % 50 == 0:
             say(f"polled {number}/{len(task_ids)} unfinished generations")
+    RECONCILE_FOUND.inc(len(recovered))
     _enqueue_all(sessions, enqueue, recovered, summary)
     say(
         f"generations: {summary.generations_polled} polled, "

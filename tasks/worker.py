@@ -4,10 +4,22 @@ celery -A tasks.worker worker
 celery -A tasks.worker beat
 """
 
-from rivyahooks.logconfig import configure_logging
-from rivyahooks.settings import Settings
-from tasks.celery_app import create_celery
+# prometheus-client fixes its mode when it is first imported, so the metrics directory is
+# chosen before anything that imports it (the prefork children write, the main one serves).
+from rivyahooks.metrics.directory import use_own_metrics_directory
+from rivyahooks.settings import Settings, SettingsError, early_value
 
-settings = Settings.from_env()
-configure_logging(settings.log_level)
+use_own_metrics_directory("celery", early_value("metrics_dir"))
+
+import logging  # noqa: E402
+
+from rivyahooks.logconfig import configure_logging  # noqa: E402
+from tasks.celery_app import create_celery  # noqa: E402
+
+configure_logging(early_value("log_level"), early_value("log_format"), role="celery")
+try:
+    settings = Settings.from_env()
+except SettingsError as exc:
+    logging.getLogger(__name__).error("configuration error: %s", exc)
+    raise SystemExit(2) from None
 app = create_celery(settings)
