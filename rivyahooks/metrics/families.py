@@ -19,6 +19,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from rivyahooks.rivya import signatures
+
 PREFIX = "rivyahooks"
 
 # --- web ---------------------------------------------------------------------------------
@@ -43,6 +45,9 @@ SIGNATURE_FAILURES = Counter(
     "Deliveries refused by signature verification, by error code.",
     ["code"],
 )
+# Zeros from the start, so a rate over them exists before the first failure.
+for _code in (signatures.MISSING, signatures.INVALID, signatures.OUT_OF_TOLERANCE):
+    SIGNATURE_FAILURES.labels(_code)
 DELIVERY_DURATION = Histogram(
     f"{PREFIX}_delivery_duration_seconds",
     "Time from the start of handling a delivery to its answer, in the web process.",

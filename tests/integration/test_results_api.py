@@ -82,4 +82,3 @@ def test_results_list_filters_by_status(settings: Settings, sessions) -> None:  
     assert client.get("/results?status=bogus", headers=auth).status_code == 400
     assert client.get("/results/task_nope", headers=auth).status_code == 404
     app.extensions["rivyahooks"].engine.dispose()
-
