@@ -6,10 +6,13 @@ tasks themselves stay free of bookkeeping; ids are bound for the task run's log 
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from typing import Any
 
 from celery import Celery
+from celery.apps import worker as celery_worker_app
 from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_init
 from structlog.contextvars import clear_contextvars
 
@@ -48,6 +51,21 @@ def connect(app: Celery) -> None:
     beat_init.connect(on_beat_init, weak=False, dispatch_uid="rivyahooks.beat_init")
     task_prerun.connect(_before_task, weak=False)
     task_postrun.connect(_after_task, weak=False)
+    celery_worker_app.safe_say = _say_as_log_line
+
+
+def _say_as_log_line(message: str, _stream: Any = None) -> None:
+    """Write what Celery's signal handlers print (shutdown notices) as one of our log lines.
+
+    Celery prints these from signal handlers, where logging could deadlock on a lock the
+    interrupted code holds; formatting takes no lock, and one os.write is what Celery does.
+    """
+    record = logging.LogRecord(
+        "celery.apps.worker", logging.INFO, __file__, 0, message.strip(), None, None
+    )
+    handlers = logging.getLogger().handlers
+    line = handlers[0].format(record) if handlers else message.strip()
+    os.write(2, (line + "\n").encode())
 
 
 def _before_task(task_id: str, task: Any, args: Any = (), **_: Any) -> None:
