@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rivyahooks.commands.events import events, replay, stats
+from rivyahooks.commands.retention import purge
 from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
 from rivyahooks.commands.settings import settings
 from rivyahooks.console import Context, fail, pass_context
@@ -78,6 +79,7 @@ for command in (
     reconcile,
     submit,
     sweep,
+    purge,
     webhooks,
     doctor,
     settings,

@@ -40,6 +40,10 @@ def create_celery(settings: Settings) -> RivyaCelery:
                 "task": names.RECONCILE,
                 "schedule": float(settings.reconcile_interval_seconds),
             },
+            "purge": {
+                "task": names.PURGE,
+                "schedule": float(settings.retention_interval_seconds),
+            },
         },
     )
     app.runtime = Runtime(settings)
@@ -52,6 +56,7 @@ def create_celery(settings: Settings) -> RivyaCelery:
     instrumentation.connect(app)
     # Importing registers the tasks with this app (shared_task binds to the current app).
     import tasks.events
-    import tasks.reconcile_task  # noqa: F401
+    import tasks.reconcile_task
+    import tasks.retention_task  # noqa: F401
 
     return app

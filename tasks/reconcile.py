@@ -24,6 +24,7 @@ from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, Webhook
 from models.generations import Generation, GenerationStatus
 from models.inbox import insert_event, mark_enqueued
 from models.reconcile import ReconcileState
+from models.tombstones import EventTombstone
 from rivyahooks.metrics.families import RECONCILE_FOUND
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.client import RivyaClient
@@ -199,6 +200,10 @@ def _store_page(
     with sessions() as session:
         known = set(
             session.scalars(select(WebhookEvent.event_id).where(WebhookEvent.event_id.in_(ids)))
+        )
+        # Purged events are known too: their tombstones answer for them.
+        known |= set(
+            session.scalars(select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids)))
         )
     missing = [e for e in events if isinstance(e.get("id"), str) and e["id"] not in known]
     summary.events_missing += len(missing)
