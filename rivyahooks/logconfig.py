@@ -2,8 +2,10 @@
 
 Every role routes everything through the root logger's one handler: our own lines, Flask's,
 gunicorn's error and access logs (GunicornLogger), Celery's (its `setup_logging` signal),
-Python warnings. structlog's ProcessorFormatter renders stdlib records, so the code keeps
-plain `logging.getLogger(__name__)` calls; ids bound with `bound_contextvars` (the receiver
+Python warnings. structlog's ProcessorFormatter renders those stdlib records (structlog
+rather than python-json-logger for its contextvars binding and its console renderer, one
+processor chain for both formats), so the code keeps plain `logging.getLogger(__name__)`
+calls; ids bound with `bound_contextvars` (the receiver
 binds `event_id`, a task run binds `event_id`, `task_id` and `celery_task_id`) appear on every
 line logged while they are bound.
 
@@ -13,9 +15,9 @@ a message puts one there, and tests/integration/test_logs.py greps every line fo
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sys
+import time
 from typing import Any
 
 import structlog
@@ -26,16 +28,21 @@ __all__ = ["bind_contextvars", "bound_contextvars", "configure_logging", "set_lo
 
 
 def _timestamp(_logger: Any, _name: str, event: EventDict) -> EventDict:
-    # UTC with milliseconds, taken from the record when there is one (its real time).
+    # UTC with milliseconds, taken from the record when there is one (its real time). The
+    # seconds part is formatted once per second: this runs for every line of every delivery.
     record = event.get("_record")
-    moment = (
-        dt.datetime.fromtimestamp(record.created, dt.UTC)
-        if record is not None
-        else dt.datetime.now(dt.UTC)
-    )
-    milliseconds = moment.microsecond // 1000
-    event["timestamp"] = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{milliseconds:03d}Z"
+    moment = record.created if record is not None else time.time()
+    global _last_second, _last_prefix
+    second = int(moment)
+    if second != _last_second:
+        _last_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = second
+    event["timestamp"] = f"{_last_prefix}.{int((moment - second) * 1000):03d}Z"
     return event
+
+
+_last_second = -1
+_last_prefix = ""
 
 
 # Which Procfile role this process is; Celery's entry serves both worker and beat and learns
@@ -82,16 +89,12 @@ def configure_logging(level: str = "INFO", fmt: str = "json", role: str = "cli")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+    # Lines name their logger, not a file and line: skip the stack walk and the process
+    # and thread lookups logging otherwise does for every record (its documented switches).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # Deprecation and runtime warnings become log lines instead of raw stderr text.
     logging.captureWarnings(True)
     # httpx logs every request at INFO: one line per download and API call would drown
