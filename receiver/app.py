@@ -15,6 +15,7 @@ from receiver.responses import json_error
 from receiver.state import ReceiverState
 from rivyahooks.rivya.signatures import Verifier, fingerprint
 from rivyahooks.settings import Settings
+from rivyahooks.tracing import configure_tracing
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         enqueuer=Enqueuer(settings),
         secret_fingerprints=tuple(fingerprint(s) for s in settings.webhook_secrets),
     )
+    configure_tracing("web", settings.otel_exporter_otlp_endpoint)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(results.bp)

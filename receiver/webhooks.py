@@ -18,6 +18,7 @@ from rivyahooks.metrics.families import DELIVERED, DELIVERY_DURATION, SIGNATURE_
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import parse_envelope
 from rivyahooks.rivya.signatures import SignatureError
+from rivyahooks.tracing import annotate, traced
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -50,6 +51,7 @@ def _stored_headers() -> dict[str, str]:
 @bp.post("/webhooks/rivya")
 @bp.post("/webhooks/rivya/")  # Rivya follows no redirects, so both spellings answer directly
 @DELIVERY_DURATION.time()
+@traced("webhook.receive")
 def receive() -> Response:
     """Take one delivery from Rivya."""
     shared = state()
@@ -78,6 +80,7 @@ def receive() -> Response:
         # the body's hash still deduplicates redeliveries of the same bytes.
         event_id = "sha256:" + hashlib.sha256(body).hexdigest()
     bind_contextvars(event_id=event_id)  # on every line until the request ends
+    annotate(event_id=event_id)
 
     # `enqueued` is written with the row because the publish follows the commit at once; if
     # the publish fails the row goes back to `received`, and if this process dies in between,

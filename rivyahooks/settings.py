@@ -383,6 +383,13 @@ class Settings:
     retention_interval_seconds: int = setting(
         "RETENTION_INTERVAL_SECONDS", 3600, "how often beat runs the purge", whole(60)
     )
+    # The standard OpenTelemetry variable; the exporter reads the other OTEL_* ones itself.
+    otel_exporter_otlp_endpoint: str = setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        "OTLP/HTTP collector for traces (needs the `otel` extra); unset: no traces",
+        http_url,
+    )
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed (tests and the demo use it)."""

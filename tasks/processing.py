@@ -39,6 +39,7 @@ from rivyahooks.rivya.errors import (
     RivyaNotFound,
 )
 from rivyahooks.settings import Settings
+from rivyahooks.tracing import annotate, traced
 from tasks.generation_state import apply_generation, lock_generation, result_urls
 from tasks.storage import Storage, open_storage, output_key
 
@@ -200,6 +201,7 @@ def _record_transient(
 # --- the generation ------------------------------------------------------------------------
 
 
+@traced("rivya.get_generation")
 def _fetch(client: RivyaClient, task_id: str) -> dict[str, Any]:
     try:
         return client.get_generation(task_id)
@@ -293,6 +295,7 @@ def store_outputs(
     return stored
 
 
+@traced("result.download")
 def _store_one(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -303,6 +306,7 @@ def _store_one(
     url: str,
 ) -> bool:
     """Download one output, store it and record it; False if another worker won the race."""
+    annotate(task_id=task_id, index=index)
     started = time.perf_counter()
     with storage.staging(f"{task_id}.{index}") as staged:
         result = download_result(
