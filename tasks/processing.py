@@ -156,6 +156,8 @@ def _claim(sessions: sessionmaker[Session], event_id: str) -> str | None:
         if event.task_id is None:
             event.transition(EventStatus.PROCESSING)
             event.transition(EventStatus.DEAD, "event has no task id")
+            log.error("event %s dead: event has no task id", event_id)
+            EVENTS_FINISHED.labels(EventStatus.DEAD.value).inc()
             return None
         event.transition(EventStatus.PROCESSING)
         event.attempts += 1
