@@ -14,7 +14,7 @@ from models.inbox import insert_event, mark_unsent
 from receiver.responses import json_answer, json_error
 from receiver.state import state
 from rivyahooks.logconfig import bind_contextvars
-from rivyahooks.metrics.families import DELIVERED, DELIVERY_DURATION, SIGNATURE_FAILURES
+from rivyahooks.metrics.web import DELIVERED, DELIVERY_DURATION, SIGNATURE_FAILURES
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import parse_envelope
 from rivyahooks.rivya.signatures import SignatureError

@@ -26,7 +26,7 @@ from structlog.contextvars import clear_contextvars
 
 from rivyahooks.logconfig import bind_contextvars, set_log_role
 from rivyahooks.metrics.exposition import serve
-from rivyahooks.metrics.families import TASK_DURATION, TASKS
+from rivyahooks.metrics.worker import TASK_DURATION, TASKS
 from rivyahooks.tracing import configure_tracing, continued
 from tasks import names
 from tasks.database_gauges import DatabaseGauges

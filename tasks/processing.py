@@ -23,7 +23,7 @@ from models.base import utcnow
 from models.events import EventStatus, WebhookEvent
 from models.generations import GenerationOutput, insert_output
 from rivyahooks.logconfig import bind_contextvars
-from rivyahooks.metrics.families import (
+from rivyahooks.metrics.worker import (
     DOWNLOAD_BYTES,
     DOWNLOAD_DURATION,
     DOWNLOADS,

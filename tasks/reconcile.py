@@ -25,7 +25,7 @@ from models.generations import Generation, GenerationStatus
 from models.inbox import insert_event, mark_enqueued
 from models.reconcile import ReconcileState
 from models.tombstones import EventTombstone
-from rivyahooks.metrics.families import RECONCILE_FOUND
+from rivyahooks.metrics.worker import RECONCILE_FOUND
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.envelope import envelope_from_dict

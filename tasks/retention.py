@@ -27,7 +27,7 @@ from models.db import dialect_insert
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.tombstones import EventTombstone
-from rivyahooks.metrics.families import PURGED
+from rivyahooks.metrics.worker import PURGED
 from tasks.storage import Storage
 
 log = logging.getLogger(__name__)

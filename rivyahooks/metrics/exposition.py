@@ -15,7 +15,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from rivyahooks.metrics import families  # noqa: F401  (every family exists before a scrape)
+from rivyahooks.metrics import families  # noqa: F401  (build info exists before a scrape)
 from rivyahooks.metrics.directory import ENV
 
 log = logging.getLogger(__name__)

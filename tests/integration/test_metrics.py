@@ -72,6 +72,10 @@ def test_web_metrics_answer_only_with_the_token(
 
 
 def test_every_family_has_help_and_a_conventional_name() -> None:
+    import rivyahooks.metrics.relay
+    import rivyahooks.metrics.web
+    import rivyahooks.metrics.worker  # noqa: F401  (every role's families, in one registry)
+
     families = [
         f
         for f in text_string_to_metric_families(generate_latest(REGISTRY).decode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +78,13 @@ def run(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
 def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session]) -> Run:
     empty_tables(sessions.kw["bind"])
     logs = {role: tmp / f"{role}.log" for role in ROLES}
+    # Every generation succeeds, so every event has exactly OUTPUTS downloads to count.
     config = SimConfig(
-        queued_seconds=0.05, processing_seconds=0.05, outputs=OUTPUTS, output_bytes=OUTPUT_BYTES
+        queued_seconds=0.05,
+        processing_seconds=0.05,
+        outputs=OUTPUTS,
+        output_bytes=OUTPUT_BYTES,
+        failure_ratio=0.0,
     )
     with (
         Simulator(config=config, api_keys={API_KEY: None}).start() as sim,
@@ -135,13 +141,17 @@ def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session
                 timeout=30,
             )
             downloads = GENERATIONS * OUTPUTS
-            spans = eventually(
-                lambda: (
-                    s := collector.snapshot(),
-                    sum(x.name == "result.download" for x in s) >= downloads and s,
-                )[1],
-                timeout=30,
-            )
+
+            def exported() -> list[Span]:
+                spans = collector.snapshot()
+                named = Counter((span.role, span.name) for span in spans)
+                return spans if named["worker", "result.download"] >= downloads else []
+
+            try:
+                spans = eventually(exported, timeout=30)
+            except AssertionError:
+                named = Counter((span.role, span.name) for span in collector.snapshot())
+                raise AssertionError(f"spans exported: {dict(named)}") from None
             web = samples(
                 httpx.get(
                     web_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}

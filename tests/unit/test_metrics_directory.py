@@ -12,7 +12,7 @@ from rivyahooks.metrics.directory import use_own_metrics_directory
 path = use_own_metrics_directory("web", sys.argv[1])
 assert use_own_metrics_directory("web", sys.argv[1]) == path  # a config reload keeps it
 assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(path)
-from rivyahooks.metrics.families import DELIVERED
+from rivyahooks.metrics.web import DELIVERED
 DELIVERED["accepted"].inc()
 print(path)
 print(sorted(p.name for p in path.iterdir()))
