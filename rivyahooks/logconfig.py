@@ -45,6 +45,18 @@ _last_second = -1
 _last_prefix = ""
 
 
+# gunicorn names its general log `gunicorn.error`: shown as is, "Booting worker" would read
+# (and be found by a search) as an error.
+_LOGGER_NAMES = {"gunicorn.error": "gunicorn"}
+
+
+def _plain_logger_name(_logger: Any, _name: str, event: EventDict) -> EventDict:
+    name = event.get("logger")
+    if name in _LOGGER_NAMES:
+        event["logger"] = _LOGGER_NAMES[name]
+    return event
+
+
 # Which Procfile role this process is; Celery's entry serves both worker and beat and learns
 # which one only once it starts (set_log_role).
 _role = "cli"
@@ -68,6 +80,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", role: str = "cli")
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        _plain_logger_name,
         # `extra={...}` on a stdlib call becomes fields of the line.
         structlog.stdlib.ExtraAdder(),
         _timestamp,

@@ -128,17 +128,19 @@ def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session
                     )
                 return total == GENERATIONS and waiting == 0
 
-            eventually(settled, timeout=60)
+            eventually(settled, 60, "every event stored and processed")
             worker_url = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
             beat_url = f"http://127.0.0.1:{settings.beat_metrics_port}/metrics"
             # Beat schedules a reconcile every 2 s; one that ran shows in both scrapes.
             worker = eventually(
                 lambda: _scrape_if(worker_url, "rivyahooks_tasks_total", task="reconcile.run"),
-                timeout=30,
+                30,
+                "a reconcile run counted by the worker",
             )
             beat = eventually(
                 lambda: _scrape_if(beat_url, "rivyahooks_reconcile_last_run_timestamp_seconds"),
-                timeout=30,
+                30,
+                "beat's gauges showing a reconcile run",
             )
             downloads = GENERATIONS * OUTPUTS
 
@@ -148,8 +150,8 @@ def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session
                 return spans if named["worker", "result.download"] >= downloads else []
 
             try:
-                spans = eventually(exported, timeout=30)
-            except AssertionError:
+                spans = eventually(exported, 30, "every download's span exported")
+            except TimeoutError:
                 named = Counter((span.role, span.name) for span in collector.snapshot())
                 raise AssertionError(f"spans exported: {dict(named)}") from None
             web = samples(

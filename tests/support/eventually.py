@@ -1,4 +1,4 @@
-"""Wait for a condition by polling it: the one way tests wait for another process."""
+"""The one way tests wait: poll a condition until it holds or a deadline passes."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(predicate: Callable[[], T], timeout: float, interval: float = 0.1) -> T:
-    """Return the predicate's first truthy value; fail naming the last value after `timeout`."""
+def eventually(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Return the first truthy value of `predicate()`; raise TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s; last value: {value!r}")
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
         time.sleep(interval)
