@@ -55,6 +55,7 @@ def insert_event(
     api_version: str | None = None,
     headers: dict[str, Any] | None = None,
     secret_fingerprint: str | None = None,
+    traceparent: str | None = None,
     status_reason: str | None = None,
 ) -> bool:
     """Insert the event unless its id is stored or purged; return True if this call stored it.
@@ -74,6 +75,7 @@ def insert_event(
         "headers": headers or {},
         "source": source,
         "secret_fingerprint": secret_fingerprint,
+        "traceparent": traceparent,
         "status": status,
         "status_reason": status_reason,
         "attempts": 0,

@@ -18,7 +18,7 @@ from rivyahooks.metrics.web import DELIVERED, DELIVERY_DURATION, SIGNATURE_FAILU
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import parse_envelope
 from rivyahooks.rivya.signatures import SignatureError
-from rivyahooks.tracing import annotate, traced
+from rivyahooks.tracing import annotate, context_headers, traced
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -100,6 +100,7 @@ def receive() -> Response:
                 api_version=envelope.api_version,
                 headers=_stored_headers(),
                 secret_fingerprint=shared.secret_fingerprints[verified.secret_index],
+                traceparent=context_headers().get("traceparent"),
                 status_reason=envelope.problem,
             )
     except SQLAlchemyError as exc:

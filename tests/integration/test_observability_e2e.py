@@ -62,6 +62,7 @@ class Run:
     web: Scrape
     secrets: tuple[str, ...]
     spans: list[Span]
+    traceparents: dict[str, str | None]  # event id -> what its row carries
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +155,24 @@ def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session
             except TimeoutError:
                 named = Counter((span.role, span.name) for span in collector.snapshot())
                 raise AssertionError(f"spans exported: {dict(named)}") from None
+            with sessions() as session:
+                traceparents = dict(
+                    session.execute(select(WebhookEvent.event_id, WebhookEvent.traceparent)).all()
+                )
             web = samples(
                 httpx.get(
                     web_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
                 ).text
             )
-    return Run(logs, worker, beat, web, (SECRET, API_KEY, METRICS_TOKEN, RESULTS_TOKEN), spans)
+    return Run(
+        logs,
+        worker,
+        beat,
+        web,
+        (SECRET, API_KEY, METRICS_TOKEN, RESULTS_TOKEN),
+        spans,
+        traceparents,
+    )
 
 
 def _scrape_if(url: str, name: str, **labels: str) -> Scrape | None:
@@ -281,3 +294,6 @@ def test_one_trace_runs_from_each_delivery_through_the_worker_to_each_download(r
         assert len(downloads) == OUTPUTS
         assert {d.parent_id for d in downloads} == {task.span_id}
         assert sorted(d.attributes["rivyahooks.index"] for d in downloads) == ["0", "1"]
+        # The row carries the trace too, for whoever publishes it later (relay, replay).
+        traceparent = run.traceparents[root.attributes["rivyahooks.event_id"]]
+        assert (traceparent or "").startswith(f"00-{root.trace_id}-{root.span_id}-")

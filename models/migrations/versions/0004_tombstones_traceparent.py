@@ -1,4 +1,4 @@
-"""event tombstones: ids of purged events, still answered as duplicates
+"""event tombstones (ids of purged events, still duplicates); the traceparent of an event
 
 Revision ID: 0004
 Revises: 0001
@@ -25,7 +25,11 @@ def upgrade() -> None:
         sa.Column("purged_at", models.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_event_tombstones")),
     )
+    with op.batch_alter_table("webhook_events") as batch:
+        batch.add_column(sa.Column("traceparent", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_events") as batch:
+        batch.drop_column("traceparent")
     op.drop_table("event_tombstones")
