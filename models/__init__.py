@@ -5,11 +5,13 @@ from models.events import EventSource, EventStatus, InvalidTransitionError, Webh
 from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.reconcile import ReconcileState
+from models.tombstones import EventTombstone
 
 __all__ = [
     "Base",
     "EventSource",
     "EventStatus",
+    "EventTombstone",
     "FeedCounter",
     "Generation",
     "GenerationOutput",

@@ -140,6 +140,11 @@ def run_demo(generations: int = 50) -> int:
         rivya_http_timeout_seconds=10,
         # The demo's own read token: the web role serves the results API with it.
         results_api_tokens=(secrets.token_urlsafe(24),),
+        # The demo's logs are read by people; production keeps JSON.
+        log_format="console",
+        # No metrics servers: a demo must not depend on free ports beyond its own two.
+        worker_metrics_port=0,
+        beat_metrics_port=0,
     )
     env = {**os.environ, **settings.to_env(), "HOST": "127.0.0.1", "PORT": str(web_port)}
     env.update(WEB_CONCURRENCY="2", WEB_THREADS="4")

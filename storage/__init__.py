@@ -101,6 +101,10 @@ class Storage(Protocol):
         """Return a short-lived URL that serves the file directly, or None if there is none."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove a stored file (retention); a missing one is already what was wanted."""
+        ...
+
     def remove_abandoned(self, max_age_seconds: float) -> int:
         """Remove what killed writers left in staging; return how many items went."""
         ...

@@ -78,6 +78,9 @@ class FileStorage:
     def open(self, key: str) -> BinaryIO:
         return self._path(key).open("rb")
 
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
     def signed_url(self, key: str, *, filename: str, content_type: str, seconds: int) -> None:
         """Files have no URL of their own: the web process streams them."""
         return None

@@ -191,6 +191,10 @@ class S3Storage:
         answer = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         return int(answer["ContentLength"])
 
+    def delete(self, key: str) -> None:
+        # Deleting a missing object succeeds: nothing to check first.
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
     def open(self, key: str) -> BinaryIO:
         return io.BufferedReader(ObjectReader(self.client, self.bucket, self.prefix + key))
 

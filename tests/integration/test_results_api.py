@@ -1,4 +1,4 @@
-"""What downstream apps and monitoring read: the results API and GET /metrics."""
+"""What downstream apps read: the results API (feed, listing, documents, files, tokens)."""
 
 from __future__ import annotations
 
@@ -256,13 +256,3 @@ def test_a_file_in_object_storage_is_redirected_or_proxied(
         assert status == 206
         assert body == FILE[-100:]
     app.extensions["rivyahooks"].engine.dispose()
-
-
-def test_metrics_count_events_and_generations(client, sessions, settings) -> None:  # type: ignore[no-untyped-def]
-    seed(sessions, settings)
-    text = client.get("/metrics").get_data(as_text=True)
-    assert 'rivyahooks_events{status="received"} 1' in text
-    assert 'rivyahooks_events{status="quarantined"} 1' in text
-    assert 'rivyahooks_generations{status="failed"} 1' in text
-    assert "rivyahooks_outputs_stored 1" in text
-    assert "rivyahooks_output_bytes_stored 10" in text
