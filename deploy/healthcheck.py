@@ -24,7 +24,7 @@ def main() -> int:
     if "gunicorn" in words:
         url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz"
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
                 return 0 if response.status == 200 else 1
         except OSError as exc:
             print(f"web: {url} did not answer: {exc}", file=sys.stderr)
@@ -47,7 +47,9 @@ def main() -> int:
             check=False,
         )
         if ping.returncode != 0:
-            print(f"worker: no answer to a Celery ping: {ping.stdout}{ping.stderr}", file=sys.stderr)
+            print(
+                f"worker: no answer to a Celery ping: {ping.stdout}{ping.stderr}", file=sys.stderr
+            )
         return 0 if ping.returncode == 0 else 1
     return 0
 
