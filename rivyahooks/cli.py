@@ -6,6 +6,7 @@ import click
 
 from rivyahooks.commands.events import events, replay, stats
 from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
+from rivyahooks.commands.settings import settings
 from rivyahooks.console import Context, fail, pass_context
 from rivyahooks.rivya.simulator.cli import simulate
 
@@ -70,5 +71,16 @@ def demo(generations: int) -> None:
     raise SystemExit(run_demo(generations=generations))
 
 
-for command in (events, replay, stats, reconcile, submit, sweep, webhooks, doctor, simulate):
+for command in (
+    events,
+    replay,
+    stats,
+    reconcile,
+    submit,
+    sweep,
+    webhooks,
+    doctor,
+    settings,
+    simulate,
+):
     main.add_command(command)

@@ -1,58 +1,315 @@
 """The one settings object: the only place that reads the environment.
 
+Every setting is declared once, as a field of `Settings` made with `setting(...)`: its
+variable, its default, how its text is read and checked, and the sentence that explains it.
+Reading (`from_env`), writing back for child processes (`to_env`), `rivya-hooks settings`
+and the README's table all come from those declarations.
+
 Built once when a process starts (`Settings.from_env()`), never at import. Tests build it
 directly with the values they need. A bad value raises SettingsError naming the variable,
-never echoing a secret value.
+never echoing a secret value. Every secret variable NAME may instead be given as NAME_FILE,
+the path of a file holding the value (Docker and Kubernetes secrets).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
 from rivyahooks.rivya import contract
-from rivyahooks.rivya.signatures import secret_key
+
+# The Standard Webhooks spec asks for secrets of 24 to 64 random bytes; fewer is guessable.
+MIN_SECRET_BYTES = 24
+# A value read from a *_FILE larger than this is not a secret but a mistake (a wrong path).
+MAX_SECRET_FILE_BYTES = 64 * 1024
+FILE_SUFFIX = "_FILE"
 
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
+Parser = Callable[[str, str], Any]
+
+
+def setting(env: str, default: Any, meaning: str, parse: Parser, *, secret: bool = False) -> Any:
+    """Declare one setting: its variable, default, parser and meaning.
+
+    `secret` keeps the value out of repr() and `rivya-hooks settings`, and lets the value
+    come from NAME_FILE.
+    """
+    return dataclasses.field(
+        default=default,
+        repr=not secret,
+        metadata={"env": env, "meaning": meaning, "parse": parse, "secret": secret},
+    )
+
+
+# --- parsers: (variable name, stripped non-empty text) -> value, or SettingsError ----------
+
+
+def text(_name: str, value: str) -> str:
+    return value
+
+
+def whole(minimum: int) -> Parser:
+    def parse(name: str, value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number") from None
+        if number < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}")
+        return number
+
+    return parse
+
+
+def positive_number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise SettingsError(f"{name} must be a number greater than 0")
+    return number
+
+
+def one_of(*allowed: str) -> Parser:
+    def parse(name: str, value: str) -> str:
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of: {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def http_url(name: str, value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise SettingsError(f"{name} must be an http(s) URL")
+    return value.rstrip("/")
+
+
+def host_list(_name: str, value: str) -> tuple[str, ...]:
+    # Host names compare case-insensitively, so they are kept lower-case.
+    return tuple(item.strip().lower() for item in value.split(",") if item.strip())
+
+
+def webhook_secrets(name: str, value: str) -> tuple[str, ...]:
+    # Secrets keep their case, unlike host names. Messages name a secret by its position,
+    # never by its value.
+    secrets = tuple(s.strip() for s in value.split(",") if s.strip())
+    for position, secret in enumerate(secrets, start=1):
+        problem = secret_problem(secret)
+        if problem:
+            raise SettingsError(f"{name}: secret #{position} {problem}")
+    return secrets
+
+
+def secret_problem(secret: str) -> str | None:
+    """Return why a whsec_ secret is unusable (without quoting it), or None if it is fine."""
+    if not secret.startswith(contract.SIGNING_SECRET_PREFIX):
+        return "does not start with whsec_"
+    encoded = secret.removeprefix(contract.SIGNING_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return "is not whsec_ followed by base64"
+    if len(key) < MIN_SECRET_BYTES:
+        return (
+            f"is too short: it decodes to {len(key)} bytes, at least {MIN_SECRET_BYTES} "
+            "random bytes are needed (use the secret Rivya gave when the endpoint was "
+            "registered)"
+        )
+    return None
+
+
+def database_url(name: str, value: str) -> str:
+    """Check a SQLAlchemy URL and name our driver: postgres:// is PostgreSQL via psycopg."""
+    # Heroku, Render and Fly hand out postgres://, which SQLAlchemy no longer accepts.
+    if value.startswith("postgres://"):
+        value = "postgresql://" + value.removeprefix("postgres://")
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise SettingsError(
+            f"{name} is not a database URL "
+            "(expected postgresql://user@host:5432/name or sqlite:///path)"
+        ) from None
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+        # psycopg2 is not installed; psycopg 3 speaks the same URLs.
+        url = url.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite" and driver == "pysqlite":
+        pass
+    else:
+        raise SettingsError(
+            f"{name} names the database driver {url.drivername!r}, which this service does not "
+            "support (use postgresql://... or sqlite:///...)"
+        )
+    if backend == "postgresql" and not url.database:
+        raise SettingsError(f"{name} names no database (postgresql://user@host:5432/NAME)")
+    return _render(url)
+
+
+def _render(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+BROKER_SCHEMES = ("redis://", "rediss://", "sqla+sqlite://")
+
+
+def broker_url(name: str, value: str) -> str:
+    if not value.startswith(BROKER_SCHEMES):
+        raise SettingsError(
+            f"{name} must start with redis://, rediss:// or sqla+sqlite:// (the embedded broker)"
+        )
+    return value
+
+
+# --- the settings ----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///var/rivya-hooks.sqlite3"
+    database_url: str = setting(
+        "DATABASE_URL",
+        "sqlite:///var/rivya-hooks.sqlite3",
+        "SQLAlchemy URL; PostgreSQL in production (`postgres://` is accepted)",
+        database_url,
+        secret=True,
+    )
     # Kombu's SQLAlchemy transport: a broker that needs no server, for the demo and laptops.
-    broker_url: str = "sqla+sqlite:///var/celery-broker.sqlite3"
-    webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
-    webhook_scheme: str = contract.SCHEME_STANDARD
-    webhook_tolerance_seconds: int = contract.DEFAULT_TOLERANCE_SECONDS
-    webhook_max_body_bytes: int = 1_048_576
+    broker_url: str = setting(
+        "BROKER_URL",
+        "sqla+sqlite:///var/celery-broker.sqlite3",
+        "Celery broker; `redis://...` in production",
+        broker_url,
+        secret=True,
+    )
+    webhook_secrets: tuple[str, ...] = setting(
+        "RIVYA_WEBHOOK_SECRETS",
+        (),
+        "comma-separated `whsec_...` secrets, all accepted (rotation); required by the receiver",
+        webhook_secrets,
+        secret=True,
+    )
+    webhook_scheme: str = setting(
+        "RIVYA_WEBHOOK_SCHEME",
+        contract.SCHEME_STANDARD,
+        "`standard` (Standard Webhooks) or `timestamped-hmac`",
+        one_of(*contract.SCHEMES),
+    )
+    webhook_tolerance_seconds: int = setting(
+        "RIVYA_WEBHOOK_TOLERANCE_SECONDS",
+        contract.DEFAULT_TOLERANCE_SECONDS,
+        "allowed clock difference, past and future",
+        whole(1),
+    )
+    webhook_max_body_bytes: int = setting(
+        "RIVYA_WEBHOOK_MAX_BODY_BYTES", 1_048_576, "larger bodies get 413", whole(1024)
+    )
     # Events committed but never enqueued (broker down) are re-enqueued after this age.
-    sweep_received_after_seconds: int = 60
-    sweep_interval_seconds: int = 60
+    sweep_received_after_seconds: int = setting(
+        "SWEEP_RECEIVED_AFTER_SECONDS",
+        60,
+        "age after which a `received` event is re-enqueued",
+        whole(0),
+    )
+    sweep_interval_seconds: int = setting(
+        "SWEEP_INTERVAL_SECONDS", 60, "how often beat runs the sweeper", whole(1)
+    )
     # Longest a task may run before the broker hands its message to another worker; events
     # left `processing` longer than this are re-enqueued by the sweeper.
-    task_visibility_timeout_seconds: int = 3600
-    process_max_attempts: int = 8
+    task_visibility_timeout_seconds: int = setting(
+        "TASK_VISIBILITY_TIMEOUT_SECONDS",
+        3600,
+        "Redis visibility timeout; events stuck longer are re-enqueued",
+        whole(10),
+    )
+    process_max_attempts: int = setting(
+        "PROCESS_MAX_ATTEMPTS", 8, "attempts before an event is `dead`", whole(1)
+    )
     # First delay between processing attempts; it doubles per attempt (with jitter).
-    process_retry_base_seconds: float = 2.0
-    rivya_api_base: str = contract.DEFAULT_API_BASE
-    rivya_api_key: str = field(default="", repr=False)
-    rivya_http_timeout_seconds: float = 10.0
-    rivya_max_attempts: int = 5
-    download_allowed_hosts: tuple[str, ...] = ()
-    download_max_bytes: int = 8 * 1024**3
-    storage_url: str = "file://var/results"
-    reconcile_interval_seconds: int = 300
-    reconcile_overlap_seconds: int = 300
-    reconcile_poll_after_seconds: int = 600
-    # Bearer token for the results API; unset keeps that API closed.
-    results_api_token: str = field(default="", repr=False)
-    log_level: str = "INFO"
+    process_retry_base_seconds: float = setting(
+        "PROCESS_RETRY_BASE_SECONDS",
+        2.0,
+        "first retry delay of processing; doubles per attempt",
+        positive_number,
+    )
+    rivya_api_base: str = setting(
+        "RIVYA_API_BASE", contract.DEFAULT_API_BASE, "Rivya's base URL", http_url
+    )
+    rivya_api_key: str = setting(
+        "RIVYA_API_KEY",
+        "",
+        "`rvya_sk_...`; sent only to `RIVYA_API_BASE`; required to process",
+        text,
+        secret=True,
+    )
+    rivya_http_timeout_seconds: float = setting(
+        "RIVYA_HTTP_TIMEOUT_SECONDS",
+        10.0,
+        "timeout of API calls and downloads",
+        positive_number,
+    )
+    rivya_max_attempts: int = setting(
+        "RIVYA_MAX_ATTEMPTS",
+        5,
+        "attempts of one API call (429, 5xx, network errors)",
+        whole(1),
+    )
+    download_allowed_hosts: tuple[str, ...] = setting(
+        "RIVYA_DOWNLOAD_ALLOWED_HOSTS",
+        (),
+        "hosts allowed despite a private address or plain http",
+        host_list,
+    )
+    download_max_bytes: int = setting(
+        "RIVYA_DOWNLOAD_MAX_BYTES", 8 * 1024**3, "largest result file accepted", whole(1)
+    )
+    storage_url: str = setting(
+        "STORAGE_URL", "file://var/results", "where result files are stored", text
+    )
+    reconcile_interval_seconds: int = setting(
+        "RECONCILE_INTERVAL_SECONDS", 300, "how often beat runs the reconciler", whole(1)
+    )
+    reconcile_overlap_seconds: int = setting(
+        "RECONCILE_OVERLAP_SECONDS",
+        300,
+        "how far behind the checkpoint the event log is re-read",
+        whole(0),
+    )
+    reconcile_poll_after_seconds: int = setting(
+        "RECONCILE_POLL_AFTER_SECONDS",
+        600,
+        "age after which an unfinished generation is polled",
+        whole(0),
+    )
+    # Unset keeps that API closed rather than open to anyone who can reach the web process.
+    results_api_token: str = setting(
+        "RESULTS_API_TOKEN",
+        "",
+        "bearer token of `GET /results`; unset: the API is closed",
+        text,
+        secret=True,
+    )
+    log_level: str = setting(
+        "LOG_LEVEL",
+        "INFO",
+        "`DEBUG`, `INFO`, `WARNING` or `ERROR`",
+        one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed (tests and the demo use it)."""
@@ -62,68 +319,16 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from the environment, validating every variable."""
         env = os.environ if environ is None else environ
-        reader = _Reader(env)
-        defaults = cls()
-        scheme = reader.choice("RIVYA_WEBHOOK_SCHEME", defaults.webhook_scheme, contract.SCHEMES)
-        return cls(
-            database_url=reader.text("DATABASE_URL", defaults.database_url),
-            broker_url=reader.text("BROKER_URL", defaults.broker_url),
-            webhook_secrets=reader.secrets("RIVYA_WEBHOOK_SECRETS", scheme),
-            webhook_scheme=scheme,
-            webhook_tolerance_seconds=reader.integer(
-                "RIVYA_WEBHOOK_TOLERANCE_SECONDS", defaults.webhook_tolerance_seconds, 1
-            ),
-            webhook_max_body_bytes=reader.integer(
-                "RIVYA_WEBHOOK_MAX_BODY_BYTES", defaults.webhook_max_body_bytes, 1024
-            ),
-            sweep_received_after_seconds=reader.integer(
-                "SWEEP_RECEIVED_AFTER_SECONDS", defaults.sweep_received_after_seconds, 0
-            ),
-            sweep_interval_seconds=reader.integer(
-                "SWEEP_INTERVAL_SECONDS", defaults.sweep_interval_seconds, 1
-            ),
-            task_visibility_timeout_seconds=reader.integer(
-                "TASK_VISIBILITY_TIMEOUT_SECONDS", defaults.task_visibility_timeout_seconds, 10
-            ),
-            process_max_attempts=reader.integer(
-                "PROCESS_MAX_ATTEMPTS", defaults.process_max_attempts, 1
-            ),
-            process_retry_base_seconds=reader.number(
-                "PROCESS_RETRY_BASE_SECONDS", defaults.process_retry_base_seconds
-            ),
-            rivya_api_base=reader.url("RIVYA_API_BASE", defaults.rivya_api_base),
-            rivya_api_key=reader.text("RIVYA_API_KEY", ""),
-            rivya_http_timeout_seconds=reader.number(
-                "RIVYA_HTTP_TIMEOUT_SECONDS", defaults.rivya_http_timeout_seconds
-            ),
-            rivya_max_attempts=reader.integer("RIVYA_MAX_ATTEMPTS", defaults.rivya_max_attempts, 1),
-            download_allowed_hosts=reader.items("RIVYA_DOWNLOAD_ALLOWED_HOSTS"),
-            download_max_bytes=reader.integer(
-                "RIVYA_DOWNLOAD_MAX_BYTES", defaults.download_max_bytes, 1
-            ),
-            storage_url=reader.text("STORAGE_URL", defaults.storage_url),
-            reconcile_interval_seconds=reader.integer(
-                "RECONCILE_INTERVAL_SECONDS", defaults.reconcile_interval_seconds, 1
-            ),
-            reconcile_overlap_seconds=reader.integer(
-                "RECONCILE_OVERLAP_SECONDS", defaults.reconcile_overlap_seconds, 0
-            ),
-            reconcile_poll_after_seconds=reader.integer(
-                "RECONCILE_POLL_AFTER_SECONDS", defaults.reconcile_poll_after_seconds, 0
-            ),
-            results_api_token=reader.text("RESULTS_API_TOKEN", ""),
-            log_level=reader.choice(
-                "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
-            ),
-        )
+        values: dict[str, Any] = {}
+        for variable in VARIABLES:
+            raw = _raw_value(env, variable)
+            if raw is not None:
+                values[variable.field] = variable.parse(variable.name, raw)
+        return cls(**values)
 
     def to_env(self) -> dict[str, str]:
         """Return the environment that rebuilds these settings in a child process."""
-        values: dict[str, str] = {}
-        for name, field_name in ENV_FIELDS.items():
-            value = getattr(self, field_name)
-            values[name] = ",".join(value) if isinstance(value, tuple) else str(value)
-        return values
+        return {v.name: v.format(getattr(self, v.field)) for v in VARIABLES}
 
     def require_webhook_secrets(self) -> tuple[str, ...]:
         """Return the webhook secrets, or explain how to configure them."""
@@ -151,101 +356,83 @@ class Settings:
         return Path(self.storage_url.removeprefix("file://"))
 
 
-# Every variable and the field it fills; from_env reads them, to_env writes them back.
-ENV_FIELDS = {
-    "DATABASE_URL": "database_url",
-    "BROKER_URL": "broker_url",
-    "RIVYA_WEBHOOK_SECRETS": "webhook_secrets",
-    "RIVYA_WEBHOOK_SCHEME": "webhook_scheme",
-    "RIVYA_WEBHOOK_TOLERANCE_SECONDS": "webhook_tolerance_seconds",
-    "RIVYA_WEBHOOK_MAX_BODY_BYTES": "webhook_max_body_bytes",
-    "SWEEP_RECEIVED_AFTER_SECONDS": "sweep_received_after_seconds",
-    "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
-    "TASK_VISIBILITY_TIMEOUT_SECONDS": "task_visibility_timeout_seconds",
-    "PROCESS_MAX_ATTEMPTS": "process_max_attempts",
-    "PROCESS_RETRY_BASE_SECONDS": "process_retry_base_seconds",
-    "RIVYA_API_BASE": "rivya_api_base",
-    "RIVYA_API_KEY": "rivya_api_key",
-    "RIVYA_HTTP_TIMEOUT_SECONDS": "rivya_http_timeout_seconds",
-    "RIVYA_MAX_ATTEMPTS": "rivya_max_attempts",
-    "RIVYA_DOWNLOAD_ALLOWED_HOSTS": "download_allowed_hosts",
-    "RIVYA_DOWNLOAD_MAX_BYTES": "download_max_bytes",
-    "STORAGE_URL": "storage_url",
-    "RECONCILE_INTERVAL_SECONDS": "reconcile_interval_seconds",
-    "RECONCILE_OVERLAP_SECONDS": "reconcile_overlap_seconds",
-    "RECONCILE_POLL_AFTER_SECONDS": "reconcile_poll_after_seconds",
-    "RESULTS_API_TOKEN": "results_api_token",
-    "LOG_LEVEL": "log_level",
-}
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable, as its Settings field declares it."""
+
+    name: str
+    field: str
+    default: Any
+    meaning: str
+    parse: Parser
+    secret: bool
+
+    def format(self, value: Any) -> str:
+        """Return `value` as the variable's text (lists comma-separated)."""
+        return ",".join(value) if isinstance(value, tuple) else str(value)
+
+    def shown_default(self) -> str:
+        """Return the default as the documentation shows it."""
+        if self.default in ((), ""):
+            return "(none)"
+        return self.format(self.default)
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
+def _variables() -> Iterator[Variable]:
+    for spec in dataclasses.fields(Settings):
+        meta = spec.metadata
+        yield Variable(
+            name=meta["env"],
+            field=spec.name,
+            default=spec.default,
+            meaning=meta["meaning"],
+            parse=meta["parse"],
+            secret=meta["secret"],
+        )
 
-    def _raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
 
-    def text(self, name: str, default: str) -> str:
-        value = self._raw(name)
-        return default if value is None else value
+# Every variable, in declaration order: the table the rest of the code reads.
+VARIABLES: tuple[Variable, ...] = tuple(_variables())
 
-    def url(self, name: str, default: str) -> str:
-        value = self.text(name, default).rstrip("/")
-        if not value.startswith(("https://", "http://")):
-            raise SettingsError(f"{name} must be an http(s) URL")
+
+def _raw_value(env: Mapping[str, str], variable: Variable) -> str | None:
+    """Return the variable's stripped text (from NAME or, for secrets, NAME_FILE), or None."""
+    value = _stripped(env.get(variable.name))
+    if not variable.secret:
         return value
-
-    def integer(self, name: str, default: int, minimum: int) -> int:
-        value = self._raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number") from None
-        if number < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}")
-        return number
-
-    def number(self, name: str, default: float) -> float:
-        value = self._raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number") from None
-        if not number > 0:
-            raise SettingsError(f"{name} must be greater than 0")
-        return number
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name, default)
-        if value not in allowed:
-            raise SettingsError(f"{name} must be one of: {', '.join(allowed)}")
+    file_name = variable.name + FILE_SUFFIX
+    path = _stripped(env.get(file_name))
+    if path is None:
         return value
+    if value is not None:
+        raise SettingsError(f"{variable.name} and {file_name} are both set; keep one")
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"{file_name}: cannot read the file ({exc.strerror})") from None
+    if len(content) > MAX_SECRET_FILE_BYTES:
+        raise SettingsError(f"{file_name}: the file is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        decoded = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{file_name}: the file is not UTF-8 text") from None
+    return _stripped(decoded)
 
-    def items(self, name: str) -> tuple[str, ...]:
-        value = self._raw(name)
-        if value is None:
-            return ()
-        return tuple(item.strip().lower() for item in value.split(",") if item.strip())
 
-    def secrets(self, name: str, scheme: str) -> tuple[str, ...]:
-        # Secrets keep their case, unlike host names. Messages name a secret by its position.
-        value = self._raw(name)
-        secrets = () if value is None else tuple(s.strip() for s in value.split(",") if s.strip())
-        for position, secret in enumerate(secrets, start=1):
-            if not secret.startswith(contract.SIGNING_SECRET_PREFIX):
-                raise SettingsError(f"{name}: secret #{position} does not start with whsec_")
-            try:
-                secret_key(scheme, secret)
-            except ValueError:
-                raise SettingsError(
-                    f"{name}: secret #{position} is not whsec_ followed by base64"
-                ) from None
-        return secrets
+def _stripped(value: str | None) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def markdown_table() -> str:
+    """Return the README's table of every variable."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for variable in VARIABLES:
+        default = variable.shown_default()
+        if default != "(none)":
+            default = f"`{default}`"
+        suffix = f" (or `{variable.name}{FILE_SUFFIX}`)" if variable.secret else ""
+        lines.append(f"| `{variable.name}`{suffix} | {default} | {variable.meaning} |")
+    return "\n".join(lines)

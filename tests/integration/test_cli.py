@@ -180,3 +180,23 @@ def test_bad_setting_exits_2_naming_the_variable(run) -> None:  # type: ignore[n
     assert result.exit_code == 2
     assert "RIVYA_WEBHOOK_SECRETS" in result.output
     assert "not base64!!" not in result.output
+
+
+def test_settings_shows_values_but_never_a_secret(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    key_file = tmp_path / "key"
+    key_file.write_text("rvya_sk_kept_in_a_file")
+    result = run(
+        "settings",
+        "--json",
+        RIVYA_API_KEY="",
+        RIVYA_API_KEY_FILE=str(key_file),
+        RESULTS_API_TOKEN="t0ken-value",
+        LOG_LEVEL="DEBUG",
+    )
+    assert result.exit_code == 0, result.output
+    shown = {row["variable"]: row["value"] for row in json.loads(result.output)}
+    assert shown["RIVYA_API_KEY"] == "(set)"
+    assert shown["RESULTS_API_TOKEN"] == "(set)"
+    assert shown["LOG_LEVEL"] == "DEBUG"
+    assert "rvya_sk_kept_in_a_file" not in result.output
+    assert "t0ken-value" not in result.output

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import pytest
 
 from rivyahooks.rivya import contract
-from rivyahooks.settings import ENV_FIELDS, Settings, SettingsError
+from rivyahooks.settings import VARIABLES, Settings, SettingsError, markdown_table
 from tests.conftest import OTHER_SECRET, SECRET
 
 
@@ -60,17 +63,6 @@ def test_bad_secret_never_echoes_it(secrets: str) -> None:
     assert "secret-value" not in message
 
 
-def test_timestamped_scheme_accepts_any_whsec_secret() -> None:
-    # The timestamped scheme keys with the whole string, so base64 is not required of it.
-    settings = Settings.from_env(
-        {
-            "RIVYA_WEBHOOK_SCHEME": contract.SCHEME_TIMESTAMPED_HMAC,
-            "RIVYA_WEBHOOK_SECRETS": "whsec_!",
-        }
-    )
-    assert settings.webhook_secrets == ("whsec_!",)
-
-
 def test_secrets_are_not_in_repr() -> None:
     settings = Settings(
         webhook_secrets=(SECRET,), rivya_api_key="key-value", results_api_token="t0k"
@@ -92,7 +84,7 @@ def test_rotation_list_keeps_order_and_case() -> None:
 
 
 def test_empty_values_mean_defaults() -> None:
-    assert Settings.from_env({name: "  " for name in ENV_FIELDS}) == Settings()
+    assert Settings.from_env({v.name: "  " for v in VARIABLES}) == Settings()
 
 
 def test_to_env_round_trip() -> None:
@@ -112,9 +104,107 @@ def test_to_env_round_trip() -> None:
         log_level="DEBUG",
     )
     env = original.to_env()
-    assert set(env) == set(ENV_FIELDS)
+    assert set(env) == {v.name for v in VARIABLES}
     assert Settings.from_env(env) == original
 
 
 def test_to_env_round_trip_of_defaults() -> None:
     assert Settings.from_env(Settings().to_env()) == Settings()
+
+
+@pytest.mark.parametrize("scheme", contract.SCHEMES)
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "whsec_",
+        "whsec_AA==",
+        "whsec_" + base64.b64encode(bytes(range(23))).decode(),
+    ],
+)
+def test_short_secret_refused_under_every_scheme(scheme: str, secret: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"RIVYA_WEBHOOK_SECRETS": secret, "RIVYA_WEBHOOK_SCHEME": scheme})
+    message = str(caught.value)
+    assert message.startswith("RIVYA_WEBHOOK_SECRETS: secret #1 ")
+    assert "at least 24" in message or "base64" in message
+    if secret != "whsec_":
+        assert secret.removeprefix("whsec_") not in message
+
+
+def test_secret_of_24_bytes_is_enough() -> None:
+    secret = "whsec_" + base64.b64encode(bytes(range(24))).decode()
+    assert Settings.from_env({"RIVYA_WEBHOOK_SECRETS": secret}).webhook_secrets == (secret,)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://app:pw@db:5432/hooks", "postgresql+psycopg://app:pw@db:5432/hooks"),
+        ("postgresql://app@db/hooks", "postgresql+psycopg://app@db/hooks"),
+        ("postgresql+psycopg://app@db/hooks", "postgresql+psycopg://app@db/hooks"),
+        ("sqlite:///var/x.sqlite3", "sqlite:///var/x.sqlite3"),
+    ],
+)
+def test_database_url_forms_platforms_hand_out(given: str, expected: str) -> None:
+    assert Settings.from_env({"DATABASE_URL": given}).database_url == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url at all p4ssw0rd",
+        "mysql://app:p4ssw0rd@db/hooks",
+        "postgresql+asyncpg://app:p4ssw0rd@db/hooks",
+        "postgres://app:p4ssw0rd@db",
+        "oracle://app:p4ssw0rd@db/hooks",
+    ],
+)
+def test_bad_database_url_names_the_variable_not_the_password(url: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"DATABASE_URL": url})
+    assert str(caught.value).startswith("DATABASE_URL ")
+    assert "p4ssw0rd" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["amqp://guest:p4ss@rabbit//", "http://redis:6379", "redis"])
+def test_bad_broker_url_names_the_variable(url: str) -> None:
+    with pytest.raises(SettingsError, match=r"^BROKER_URL ") as caught:
+        Settings.from_env({"BROKER_URL": url})
+    assert "p4ss" not in str(caught.value)
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text(SECRET + "\n")
+    (tmp_path / "key").write_text("rvya_sk_from_a_file")
+    settings = Settings.from_env(
+        {
+            "RIVYA_WEBHOOK_SECRETS_FILE": str(tmp_path / "secret"),
+            "RIVYA_API_KEY_FILE": str(tmp_path / "key"),
+        }
+    )
+    assert settings.webhook_secrets == (SECRET,)
+    assert settings.rivya_api_key == "rvya_sk_from_a_file"
+
+
+def test_secret_and_its_file_both_set_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("rvya_sk_one")
+    with pytest.raises(SettingsError, match="RIVYA_API_KEY and RIVYA_API_KEY_FILE"):
+        Settings.from_env({"RIVYA_API_KEY": "rvya_sk_two", "RIVYA_API_KEY_FILE": str(tmp_path)})
+
+
+def test_unreadable_secret_file_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"^RIVYA_API_KEY_FILE: cannot read"):
+        Settings.from_env({"RIVYA_API_KEY_FILE": str(tmp_path / "missing")})
+
+
+def test_a_file_variable_exists_only_for_secrets(tmp_path: Path) -> None:
+    (tmp_path / "level").write_text("DEBUG")
+    settings = Settings.from_env({"LOG_LEVEL_FILE": str(tmp_path / "level")})
+    assert settings.log_level == "INFO"
+
+
+def test_readme_table_is_the_settings_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, (
+        "README's settings table differs: paste `rivya-hooks settings --markdown` into it"
+    )
