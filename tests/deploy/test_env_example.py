@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rivyahooks import settings as settings_module
-from rivyahooks.settings import Settings
+from rivyahooks.settings import VARIABLES
 from tests.support.compose import ASSIGNMENT, COMPOSE_FILE, DEPLOY, ENV_EXAMPLE
 from tests.support.processes import ROOT
 
@@ -15,7 +14,7 @@ EXAMPLES_NOT_DEFAULTS = {"DATABASE_URL", "BROKER_URL"}
 
 def settings_variables() -> set[str]:
     """Return every environment variable the settings read."""
-    return set(settings_module.ENV_FIELDS)
+    return {variable.name for variable in VARIABLES}
 
 
 def kit_variables() -> set[str]:
@@ -47,7 +46,7 @@ def test_every_variable_is_named_and_nothing_else() -> None:
 
 
 def test_commented_out_settings_show_their_defaults() -> None:
-    defaults = Settings().to_env()
+    defaults = {variable.name: variable.format(variable.default) for variable in VARIABLES}
     shown = {
         name: value
         for name, (commented, value) in example().items()
