@@ -124,9 +124,11 @@ def test_the_stack_stores_what_the_simulator_delivers(stack: Stack) -> None:
             f"{stack.internal}/results/{task_id}", Authorization=f"Bearer {TOKEN}"
         )
         document = None if answer is None else answer.json()
-        return document if document and document["status"] == "succeeded" else None
+        # The status is recorded first; results_stored_at once every file is stored.
+        return document if document and document["results_stored_at"] else None
 
-    result = eventually(stored, 120, "the generation stored")
+    result = eventually(stored, 120, "the generation's files stored")
+    assert result["status"] == "succeeded"
     (output,) = result["outputs"]
     sha256 = result_bytes_sha256(task_id, output["index"], output["size_bytes"])
     assert output["sha256"] == sha256
