@@ -1,4 +1,4 @@
-"""The one way tests wait for something another process does: poll until it holds."""
+"""The one way tests wait: poll a condition until it holds or a deadline passes."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(
-    predicate: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.1
-) -> T:
-    """Return the first truthy value of `predicate()`; fail naming `what` after `timeout` s."""
+def eventually(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Return the first truthy value of `predicate()`; raise TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s (last: {value!r})")
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
         time.sleep(interval)
