@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-<<<<<<< HEAD
-=======
-import datetime as dt
-import json
 import os
->>>>>>> main
 import re
 import shlex
 import subprocess
