@@ -4,11 +4,13 @@ from models.base import Base
 from models.events import EventSource, EventStatus, InvalidTransitionError, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.reconcile import ReconcileState
+from models.tombstones import EventTombstone
 
 __all__ = [
     "Base",
     "EventSource",
     "EventStatus",
+    "EventTombstone",
     "Generation",
     "GenerationOutput",
     "GenerationStatus",

@@ -138,6 +138,11 @@ def run_demo(generations: int = 50) -> int:
         reconcile_poll_after_seconds=0,
         reconcile_overlap_seconds=60,
         rivya_http_timeout_seconds=10,
+        # The demo's logs are read by people; production keeps JSON.
+        log_format="console",
+        # No metrics servers: a demo must not depend on free ports beyond its own two.
+        worker_metrics_port=0,
+        beat_metrics_port=0,
     )
     env = {**os.environ, **settings.to_env(), "HOST": "127.0.0.1", "PORT": str(web_port)}
     env.update(WEB_CONCURRENCY="2", WEB_THREADS="4")
