@@ -10,6 +10,7 @@ network, with PostgreSQL, Redis and nginx in containers.)
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -89,11 +90,15 @@ def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
             rivya_api_key=sim.api_key,
             download_allowed_hosts=("127.0.0.1",),
             process_retry_base_seconds=0.2,
+            # The host's network: ports of their own, not the defaults other runs may hold.
+            worker_metrics_port=free_port(),
+            beat_metrics_port=free_port(),
         )
         env = env_file(settings, tmp_path / "env")
 
         assert not inspect(engine).has_table("webhook_events")
         release = started.run("release", env_file=env, detach=False)
+        release_name = started.names[-1]
         assert release.returncode == 0, release.stderr
         assert inspect(engine).has_table("webhook_events")
 
@@ -120,6 +125,14 @@ def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
                 90,
                 f"the {role} container's health check",
             )
+        for port_of_role in (settings.worker_metrics_port, settings.beat_metrics_port):
+            metrics = f"http://127.0.0.1:{port_of_role}/metrics"
+            text = eventually(
+                lambda url=metrics: services.reachable(url) and httpx.get(url, timeout=5).text,
+                60,
+                f"{metrics} answering",
+            )
+            assert "rivyahooks_build_info" in text
         for role, name in names.items():
             # The role's own process is PID 1, so a stop signal reaches it (not a shell).
             assert Path(pid_one(name)[0]).name not in {"sh", "bash", "dash"}, role
@@ -159,4 +172,11 @@ def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
             state = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
             assert (role, state) == (role, "0")
             assert time.monotonic() - started_at < 25, role
+        # Every log line each container wrote, from start to stop, is one JSON object. (Only
+        # release, a command, prints its result for people on stdout.)
+        for name in started.names:
+            logs = podman("logs", name)
+            written = logs.stderr if name == release_name else logs.stdout + logs.stderr
+            for line in written.splitlines():
+                assert isinstance(json.loads(line), dict), (name, line)
     engine.dispose()
