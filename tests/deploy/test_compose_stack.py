@@ -107,7 +107,17 @@ def stack(app_image: str, service_images: dict[str, str], tmp_path: Path) -> Ite
             logs = podman("logs", name, check=False)
             (tmp_path / f"{name}.log").write_text(logs.stdout + logs.stderr)
         down = podman_compose(deploy, project, "down", "--volumes")
+        # A container in a restart loop can come back between podman-compose's stop and rm;
+        # whatever of the project is left goes by force, then its network and volumes.
+        label = f"label=io.podman.compose.project={project}"
+        for name in podman(
+            "ps", "--all", "--filter", label, "--format", "{{.Names}}"
+        ).stdout.split():
+            podman("rm", "--force", name, check=False)
         podman("network", "rm", f"{project}_default", check=False)
+        for volume in podman("volume", "ls", "--format", "{{.Name}}").stdout.split():
+            if volume.startswith(project + "_"):
+                podman("volume", "rm", "--force", volume, check=False)
         assert down.returncode == 0, down.stderr[-3000:]
 
 
