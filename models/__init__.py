@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.events import EventSource, EventStatus, InvalidTransitionError, WebhookEvent
+from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.reconcile import ReconcileState
 from models.tombstones import EventTombstone
@@ -11,6 +12,7 @@ __all__ = [
     "EventSource",
     "EventStatus",
     "EventTombstone",
+    "FeedCounter",
     "Generation",
     "GenerationOutput",
     "GenerationStatus",
