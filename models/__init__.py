@@ -8,8 +8,10 @@ from models.events import (
     EventStatus,
     WebhookEvent,
 )
+from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.reconcile import ReconcileState
+from models.tombstones import EventTombstone
 
 __all__ = [
     "AttemptOutcome",
@@ -17,6 +19,8 @@ __all__ = [
     "EventAttempt",
     "EventSource",
     "EventStatus",
+    "EventTombstone",
+    "FeedCounter",
     "Generation",
     "GenerationOutput",
     "GenerationStatus",

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     bindparam,
+    cast,
+    exists,
     func,
     literal_column,
     select,
@@ -34,6 +36,7 @@ from models.events import (
     EventStatus,
     WebhookEvent,
 )
+from models.tombstones import EventTombstone
 
 # The channel the relay LISTENs on; writers NOTIFY it in the statement that stores events.
 RELAY_CHANNEL = "rivyahooks_relay"
@@ -52,6 +55,7 @@ _COLUMNS = (
     "headers",
     "source",
     "secret_fingerprint",
+    "traceparent",
     "status",
     "status_reason",
     "attempts",
@@ -72,6 +76,7 @@ def event_row(
     api_version: str | None = None,
     headers: dict[str, Any] | None = None,
     secret_fingerprint: str | None = None,
+    traceparent: str | None = None,
     status_reason: str | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
@@ -86,6 +91,7 @@ def event_row(
         "headers": headers or {},
         "source": source,
         "secret_fingerprint": secret_fingerprint,
+        "traceparent": clip(WebhookEvent.traceparent, traceparent),
         "status": status,
         "status_reason": clip(WebhookEvent.status_reason, status_reason),
         "attempts": 0,
@@ -95,18 +101,23 @@ def event_row(
     }
 
 
-def _storing(dialect: str, values: Any, notify: bool = True) -> Any:
-    """Return the statement that stores rows and yields the ids of those that were new.
+def _storing(dialect: str, notify: bool) -> Any:
+    """Return the statement that stores one row and yields its id if it was new.
 
     ON CONFLICT DO NOTHING lets the unique event_id decide, inside the database, which of
-    several concurrent deliveries wins: no read-then-write race, no error for the losers. On
-    PostgreSQL the same statement can wake the relay (NOTIFY is sent at commit, so the relay
-    never looks before the rows are visible, and repeated notifications in one transaction
-    are delivered once).
+    several concurrent deliveries wins: no read-then-write race, no error for the losers.
+    INSERT ... SELECT <parameters> WHERE NOT EXISTS (tombstone): a purged event's
+    redelivery is a duplicate like any other, in the same statement. On PostgreSQL the
+    statement can also wake the relay (NOTIFY is sent at commit, so the relay never looks
+    before the row is visible).
     """
+    columns = [WebhookEvent.__table__.c[name] for name in _COLUMNS]
+    values = select(*[_parameter(column, dialect) for column in columns]).where(
+        ~exists().where(EventTombstone.event_id == bindparam("event_id"))
+    )
     insert = (
         dialect_insert(dialect, WebhookEvent)
-        .values(values)
+        .from_select(columns, values)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(WebhookEvent.event_id)
     )
@@ -117,21 +128,49 @@ def _storing(dialect: str, values: Any, notify: bool = True) -> Any:
     return select(new.c.event_id, wake).select_from(new)
 
 
-# The single-row statement, built once per dialect and executed with parameters:
-# constructing it on every call costs more CPU than the database round trip.
+def _parameter(column: Any, dialect: str) -> Any:
+    # A parameter in a SELECT list has no column to take its type from: PostgreSQL needs
+    # the type spelled out (CAST), SQLite must not get one (CAST AS JSON there is numeric).
+    parameter = bindparam(column.name, type_=column.type)
+    return cast(parameter, column.type) if dialect == "postgresql" else parameter
+
+
+# Statements built once per dialect and executed with parameters: constructing one on every
+# call costs more CPU than the database round trip.
 _ONE: dict[tuple[str, bool], Any] = {}
+_MANY: dict[str, Any] = {}
 
 
 def _one_row(dialect: str, notify: bool = True) -> Any:
     if (dialect, notify) not in _ONE:
-        binds: dict[str, Any] = {name: bindparam(name) for name in _COLUMNS}
-        _ONE[dialect, notify] = _storing(dialect, binds, notify)
+        _ONE[dialect, notify] = _storing(dialect, notify)
     return _ONE[dialect, notify]
+
+
+def _many_rows(dialect: str) -> Any:
+    # Plain INSERT ... VALUES: executed with a list of rows it becomes multi-row INSERTs
+    # (SQLAlchemy's insertmanyvalues), which INSERT ... SELECT cannot.
+    if dialect not in _MANY:
+        binds: dict[str, Any] = {name: bindparam(name) for name in _COLUMNS}
+        _MANY[dialect] = (
+            dialect_insert(dialect, WebhookEvent)
+            .values(binds)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(WebhookEvent.event_id)
+        )
+    return _MANY[dialect]
+
+
+def _core(executor: Session | Connection) -> Connection:
+    # The session's own connection (same transaction): the ORM's bulk insert path, which a
+    # Session takes for an INSERT with parameters, does not take INSERT ... SELECT.
+    return executor.connection() if isinstance(executor, Session) else executor
 
 
 def store_event(executor: Session | Connection, row: dict[str, Any]) -> bool:
     """Store one event (see event_row) unless its id is known; return True if it was new."""
-    return executor.execute(_one_row(dialect_name(executor)), row).first() is not None
+    connection = _core(executor)
+    return connection.execute(_one_row(dialect_name(connection)), row).first() is not None
 
 
 class InboxWriter:
@@ -212,16 +251,21 @@ def insert_event(executor: Session | Connection, **values: Any) -> bool:
 def store_events(executor: Session | Connection, rows: Sequence[dict[str, Any]]) -> list[str]:
     """Store many events with multi-row INSERTs; return the ids of those that were new.
 
-    Executed with a list of rows, the cached single-row statement becomes multi-row
-    INSERTs (SQLAlchemy's insertmanyvalues): building a fresh statement for every page of
-    100 rows cost more than storing them. The relay is woken once for all of them.
+    Rows of purged events (tombstones) are left out first; the relay is woken once for all.
     """
     if not rows:
         return []
-    statement = _one_row(dialect_name(executor), notify=False)
-    new = [found[0] for found in executor.execute(statement, list(rows))]
+    connection = _core(executor)
+    ids = [row["event_id"] for row in rows]
+    purged = set(
+        connection.scalars(select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids)))
+    )
+    kept = [row for row in rows if row["event_id"] not in purged]
+    if not kept:
+        return []
+    new = [found[0] for found in connection.execute(_many_rows(dialect_name(connection)), kept)]
     if new:
-        wake_relay(executor)
+        wake_relay(connection)
     return new
 
 
@@ -234,14 +278,21 @@ def wake_relay(executor: Session | Connection) -> None:
 # --- the relay's side --------------------------------------------------------------------
 
 
-def due_events(connection: Connection, now: dt.datetime, limit: int) -> list[tuple[int, str]]:
-    """Return (id, event_id) of events due for publishing, oldest due first.
+def due_events(
+    connection: Connection, now: dt.datetime, limit: int
+) -> list[tuple[int, str, str | None, dt.datetime]]:
+    """Return (id, event_id, traceparent, due time) of events due for publishing, oldest first.
 
     On PostgreSQL the rows stay locked until the transaction ends and rows another relay
     holds are skipped, so several relays share the work without publishing a row twice.
     """
     query = (
-        select(WebhookEvent.id, WebhookEvent.event_id)
+        select(
+            WebhookEvent.id,
+            WebhookEvent.event_id,
+            WebhookEvent.traceparent,
+            WebhookEvent.next_attempt_at,
+        )
         .where(text(DUE_PREDICATE))
         .where(WebhookEvent.next_attempt_at <= now)
         .order_by(WebhookEvent.next_attempt_at)
@@ -249,7 +300,8 @@ def due_events(connection: Connection, now: dt.datetime, limit: int) -> list[tup
     )
     if connection.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return [(row[0], row[1]) for row in connection.execute(query)]
+    # next_attempt_at is never NULL here: the WHERE compares it.
+    return [(row[0], row[1], row[2], row[3] or now) for row in connection.execute(query)]
 
 
 _MARK_ENQUEUED = (

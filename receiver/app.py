@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from structlog.contextvars import clear_contextvars
 from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
 from models.inbox import InboxWriter
-from receiver import health, results, webhooks
+from receiver import contract, health, results, webhooks
 from receiver.responses import json_error
 from receiver.state import ReceiverState
 from rivyahooks import faultpoints
 from rivyahooks.rivya.signatures import Verifier, fingerprint
 from rivyahooks.settings import Settings
+from rivyahooks.tracing import configure_tracing
 
 
 def check_settings(settings: Settings) -> None:
@@ -51,11 +53,23 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
         secret_fingerprints=tuple(fingerprint(s) for s in settings.webhook_secrets),
     )
+    configure_tracing("web", settings.otel_exporter_otlp_endpoint)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(results.bp)
+    app.register_blueprint(results.contract_bp)
+    # spectree reads the app's routes to build /openapi.json; its own document and UI
+    # routes are not wanted (ours is /openapi.json), so it is pointed at the app directly.
+    contract.api.app = app
     app.register_error_handler(HTTPException, _json_http_error)
+    # gunicorn's threads serve one request after another: ids bound for one request
+    # (event_id) must not appear on the next one's lines.
+    app.teardown_request(_forget_request_context)
     return app
+
+
+def _forget_request_context(_error: BaseException | None) -> None:
+    clear_contextvars()
 
 
 def _json_http_error(error: HTTPException) -> Any:

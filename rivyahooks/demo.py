@@ -138,6 +138,13 @@ def run_demo(generations: int = 50) -> int:
         reconcile_poll_after_seconds=0,
         reconcile_overlap_seconds=60,
         rivya_http_timeout_seconds=10,
+        # The demo's own read token: the web role serves the results API with it.
+        results_api_tokens=(secrets.token_urlsafe(24),),
+        # The demo's logs are read by people; production keeps JSON.
+        log_format="console",
+        # No metrics servers: a demo must not depend on free ports beyond its own two.
+        worker_metrics_port=0,
+        beat_metrics_port=0,
     )
     env = {**os.environ, **settings.to_env(), "HOST": "127.0.0.1", "PORT": str(web_port)}
     env.update(WEB_CONCURRENCY="2", WEB_THREADS="4")
@@ -196,7 +203,7 @@ def run_demo(generations: int = 50) -> int:
         _wait_until(
             "the receiver", lambda: _http_ok(f"http://127.0.0.1:{web_port}/healthz"), processes, 30
         )
-        return _exercise(settings, processes, generations, started)
+        return _exercise(settings, processes, generations, started, f"http://127.0.0.1:{web_port}")
     except (RuntimeError, TimeoutError) as exc:
         _say(f"FAILED: {exc}; logs are in {logs}")
         return 1
@@ -207,7 +214,9 @@ def run_demo(generations: int = 50) -> int:
         _say(f"results and logs are in {DEMO_DIR}")
 
 
-def _exercise(settings: Settings, processes: Processes, count: int, started: float) -> int:
+def _exercise(
+    settings: Settings, processes: Processes, count: int, started: float, web_url: str
+) -> int:
     runtime = Runtime(settings)
     sessions = runtime.sessions
     client = runtime.rivya
@@ -279,6 +288,7 @@ def _exercise(settings: Settings, processes: Processes, count: int, started: flo
     report = _report(settings, sessions, client, task_ids, simulator_state())
     runtime.close()
     click.echo(report.text)
+    click.echo(_show_results_api(web_url, settings.results_api_tokens[0]))
     click.echo(f"\nfinished in {time.monotonic() - started:.0f} s")
     if report.problems:
         for problem in report.problems:
@@ -286,6 +296,34 @@ def _exercise(settings: Settings, processes: Processes, count: int, started: flo
         return 1
     click.echo("every generation is accounted for")
     return 0
+
+
+def _show_results_api(web_url: str, token: str) -> str:
+    """Read the results as an app does; return the two requests and what they answered."""
+    auth = {"Authorization": f"Bearer {token}"}
+    feed_url = f"{web_url}/results/feed?after=&limit=1"
+    page = httpx.get(feed_url, headers=auth, timeout=10).json()
+    (entry,) = page["data"]
+    listing = httpx.get(f"{web_url}/results?status=succeeded&limit=1", headers=auth, timeout=10)
+    output = listing.json()["data"][0]["outputs"][0]
+    file_url = f"{web_url}{output['url']}"
+    answer = httpx.get(file_url, headers=auth, timeout=10)
+    return "\n".join(
+        [
+            "",
+            "How an app reads its results (a token of RESULTS_API_TOKENS; the web role serves):",
+            f'  curl -H "Authorization: Bearer $TOKEN" "{feed_url}"',
+            f'  -> {{"data": [{{"task_id": "{entry["task_id"]}", "status": "{entry["status"]}", '
+            f'"outputs": [...], "cursor": "{entry["cursor"]}", ...}}], '
+            f'"next_cursor": "{page["next_cursor"]}", '
+            f'"has_more": {str(page["has_more"]).lower()}}}',
+            f'  curl -OJ -H "Authorization: Bearer $TOKEN" "{file_url}"',
+            f"  -> {answer.status_code}, {len(answer.content)} bytes, "
+            f"{answer.headers.get('Content-Type')}, ETag {answer.headers.get('ETag')}, "
+            f"saved as {output['filename']}",
+            f"  (TOKEN={token} in this demo; the API's description: {web_url}/openapi.json)",
+        ]
+    )
 
 
 @dataclass

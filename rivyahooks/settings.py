@@ -94,6 +94,13 @@ def one_of(*allowed: str) -> Parser:
     return parse
 
 
+def port(name: str, value: str) -> int:
+    number = whole(0)(name, value)
+    if number > 65535:
+        raise SettingsError(f"{name} must be a port number (0 to 65535)")
+    return int(number)
+
+
 def http_url(name: str, value: str) -> str:
     if not value.startswith(("https://", "http://")):
         raise SettingsError(f"{name} must be an http(s) URL")
@@ -164,6 +171,21 @@ def database_url(name: str, value: str) -> str:
 
 def _render(url: URL) -> str:
     return url.render_as_string(hide_password=False)
+
+
+def storage_url(name: str, value: str) -> str:
+    if value.startswith("file://") and value != "file://":
+        return value
+    if value.startswith("s3://"):
+        bucket = value.removeprefix("s3://").split("/", 1)[0]
+        if bucket:
+            return value
+    raise SettingsError(f"{name} must be file://DIRECTORY or s3://BUCKET[/PREFIX]")
+
+
+def api_tokens(_name: str, value: str) -> tuple[str, ...]:
+    # Tokens keep their case; `rivya-hooks doctor` flags short ones (guessable).
+    return tuple(t.strip() for t in value.split(",") if t.strip())
 
 
 BROKER_SCHEMES = ("redis://", "rediss://", "sqla+sqlite://")
@@ -292,7 +314,19 @@ class Settings:
         "RIVYA_DOWNLOAD_MAX_BYTES", 8 * 1024**3, "largest result file accepted", whole(1)
     )
     storage_url: str = setting(
-        "STORAGE_URL", "file://var/results", "where result files are stored", text
+        "STORAGE_URL",
+        "file://var/results",
+        "where result files are stored: `file://DIR`, or `s3://BUCKET/PREFIX` for S3 and "
+        "S3-compatible stores (endpoint and credentials from the usual `AWS_*` variables)",
+        storage_url,
+    )
+    # S3 accepts parts of 5 MiB to 5 GiB, at most 10,000 per object.
+    storage_part_bytes: int = setting(
+        "STORAGE_PART_BYTES",
+        16 * 1024 * 1024,
+        "object storage: bytes per multipart upload part, held in memory by each download "
+        "(at least 5 MiB)",
+        whole(5 * 1024 * 1024),
     )
     reconcile_interval_seconds: int = setting(
         "RECONCILE_INTERVAL_SECONDS", 300, "how often beat runs the reconciler", whole(1)
@@ -310,18 +344,121 @@ class Settings:
         whole(0),
     )
     # Unset keeps that API closed rather than open to anyone who can reach the web process.
+    results_api_tokens: tuple[str, ...] = setting(
+        "RESULTS_API_TOKENS",
+        (),
+        "comma-separated bearer tokens of the results API, all accepted (rotation); "
+        "none: the API is closed",
+        api_tokens,
+        secret=True,
+    )
+    # The single token of earlier versions keeps working, as one more accepted token.
     results_api_token: str = setting(
         "RESULTS_API_TOKEN",
         "",
-        "bearer token of `GET /results`; unset: the API is closed",
+        "one more accepted token (earlier configurations); prefer `RESULTS_API_TOKENS`",
         text,
         secret=True,
+    )
+    results_file_delivery: str = setting(
+        "RESULTS_FILE_DELIVERY",
+        "redirect",
+        "object storage only: `redirect` to a signed URL, or `proxy` the bytes through the "
+        "web process (file storage always streams)",
+        one_of("redirect", "proxy"),
+    )
+    results_signed_url_seconds: int = setting(
+        "RESULTS_SIGNED_URL_SECONDS",
+        300,
+        "lifetime of the signed URLs the file endpoint redirects to",
+        whole(10),
+    )
+    # Each long-poll holds one of the web process's WEB_THREADS threads for up to `wait`
+    # seconds; past this many waiters a request answers at once instead of waiting.
+    results_feed_max_waiters: int = setting(
+        "RESULTS_FEED_MAX_WAITERS",
+        2,
+        "long-polls of `GET /results/feed` one web process holds at once; more answer at once",
+        whole(0),
     )
     log_level: str = setting(
         "LOG_LEVEL",
         "INFO",
         "`DEBUG`, `INFO`, `WARNING` or `ERROR`",
         one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
+    # JSON by default: production logs go to a collector that parses them; people running
+    # the service by hand set `console`.
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "json",
+        "`json` (one object per line) or `console` (for people)",
+        one_of("json", "console"),
+    )
+    # Unset keeps the web role's /metrics closed, as with the results API.
+    metrics_token: str = setting(
+        "METRICS_TOKEN",
+        "",
+        "bearer token of the web role's `GET /metrics`; unset: it answers 404",
+        text,
+        secret=True,
+    )
+    metrics_address: str = setting(
+        "METRICS_ADDRESS",
+        "127.0.0.1",
+        "address the worker's and beat's metrics servers listen on (`0.0.0.0` in containers)",
+        text,
+    )
+    worker_metrics_port: int = setting(
+        "WORKER_METRICS_PORT",
+        9101,
+        "port of the worker's `/metrics`; `0`: not served",
+        port,
+    )
+    beat_metrics_port: int = setting(
+        "BEAT_METRICS_PORT",
+        9102,
+        "port of beat's `/metrics` (with the database gauges); `0`: not served",
+        port,
+    )
+    # Counting by status touches an index per status: cheap, but not on every scrape.
+    metrics_database_interval_seconds: int = setting(
+        "METRICS_DATABASE_INTERVAL_SECONDS",
+        30,
+        "at most how often beat recomputes the database gauges",
+        whole(1),
+    )
+    metrics_dir: str = setting(
+        "METRICS_DIR",
+        "",
+        "where each web, worker and beat start makes its own directory of metric files "
+        "(none: the system's temporary directory)",
+        text,
+    )
+    # Rivya retries for 3 days and its event log keeps 30: an event finished longer ago
+    # than both can come back only as a duplicate, which its tombstone still answers.
+    retention_events_days: int = setting(
+        "RETENTION_EVENTS_DAYS",
+        30,
+        "finished events older than this lose their body and row (an id-only tombstone "
+        "stays); `0`: kept forever",
+        whole(0),
+    )
+    retention_results_days: int = setting(
+        "RETENTION_RESULTS_DAYS",
+        0,
+        "finished generations older than this lose their stored files and rows; `0`: kept forever",
+        whole(0),
+    )
+    retention_interval_seconds: int = setting(
+        "RETENTION_INTERVAL_SECONDS", 3600, "how often beat runs the purge", whole(60)
+    )
+    # The standard OpenTelemetry variable; the exporter reads the other OTEL_* ones itself.
+    otel_exporter_otlp_endpoint: str = setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        "OTLP/HTTP collector for traces (needs the `otel` extra); unset: no traces",
+        http_url,
     )
     # Fault testing only (see rivyahooks/faultpoints.py); unset in every real deployment.
     fault_points_dir: str = setting(
@@ -364,10 +501,15 @@ class Settings:
         """Return the Rivya API key, or explain how to configure it."""
         if not self.rivya_api_key:
             raise SettingsError(
-                "RIVYA_API_KEY is not set: this command talks to Rivya. "
+                "RIVYA_API_KEY is not set: processing, reconcile and submit call Rivya's API. "
                 "Create a key in the Rivya dashboard and export RIVYA_API_KEY."
             )
         return self.rivya_api_key
+
+    def results_tokens(self) -> tuple[str, ...]:
+        """Return every accepted results API token."""
+        single = (self.results_api_token,) if self.results_api_token else ()
+        return self.results_api_tokens + single
 
     def storage_root(self) -> Path:
         """Return the directory of a file:// STORAGE_URL."""
@@ -456,3 +598,19 @@ def markdown_table() -> str:
         suffix = f" (or `{variable.name}{FILE_SUFFIX}`)" if variable.secret else ""
         lines.append(f"| `{variable.name}`{suffix} | {default} | {variable.meaning} |")
     return "\n".join(lines)
+
+
+def early_value(field: str, environ: Mapping[str, str] | None = None) -> Any:
+    """Return one setting's value, or its default when it is unset or invalid.
+
+    For what a process must decide before its settings are checked (how to log, where its
+    metric files go), so that the check's own failure is still logged the configured way.
+    The full check reports an invalid value; this never raises.
+    """
+    env = os.environ if environ is None else environ
+    variable = next(v for v in VARIABLES if v.field == field)
+    try:
+        raw = _raw_value(env, variable)
+        return variable.default if raw is None else variable.parse(variable.name, raw)
+    except SettingsError:
+        return variable.default

@@ -8,13 +8,16 @@ lives only in the broker.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from celery import Task, shared_task
 
+from storage import open_storage
 from tasks import names
 from tasks.processing import DatabaseUnavailable, backoff_seconds, process_event
 from tasks.reconcile import ReconcileBusy, reconcile
+from tasks.retention import purge
 from tasks.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -77,3 +80,25 @@ def run_reconcile(self: Task) -> None:
         reconcile(runtime)
     except ReconcileBusy:
         log.info("reconcile skipped: another run holds the lock")
+
+
+def _days(days: int) -> dt.timedelta | None:
+    return dt.timedelta(days=days) if days else None
+
+
+# Not acks_late: a purge lost with its worker is simply run again by the next beat tick, and
+# every step of it can be repeated (tombstones are inserted with ON CONFLICT DO NOTHING).
+@shared_task(bind=True, name=names.PURGE, ignore_result=True, acks_late=False)
+def run_purge(self: Task) -> None:
+    """Forget finished events (RETENTION_EVENTS_DAYS) and old results (RETENTION_RESULTS_DAYS)."""
+    runtime = self.app.runtime
+    settings = runtime.settings
+    events, results = _days(settings.retention_events_days), _days(settings.retention_results_days)
+    if events is None and results is None:
+        return
+    purge(
+        runtime.sessions,
+        open_storage(settings),
+        events_older_than=events,
+        results_older_than=results,
+    )

@@ -43,12 +43,26 @@ from models.events import (
 )
 from models.generations import GenerationOutput, insert_output
 from rivyahooks.faultpoints import reach
+from rivyahooks.logconfig import bind_contextvars
+from rivyahooks.metrics.worker import (
+    DOWNLOAD_BYTES,
+    DOWNLOAD_DURATION,
+    DOWNLOADS,
+    EVENTS_FINISHED,
+    GENERATION_ANOMALIES,
+)
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.download import download_result
 from rivyahooks.rivya.errors import DownloadError, ResultExpiredError, RivyaError
-from tasks.generation_state import apply_generation, lock_generation, result_urls
+from rivyahooks.tracing import annotate, traced
+from storage import output_key
+from tasks.generation_state import (
+    apply_generation,
+    lock_generation,
+    mark_results_stored,
+    result_urls,
+)
 from tasks.runtime import Runtime
-from tasks.storage import output_key
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +137,7 @@ def process_event(runtime: Runtime, event_id: str, *, resume: str | None = None)
         raise DatabaseUnavailable(resume) from exc
     if claim is None:
         return None
+    bind_contextvars(task_id=claim.task_id)
     try:
         reach("worker.claimed")
         outcome = _process_generation(runtime, claim)
@@ -135,7 +150,8 @@ def process_event(runtime: Runtime, event_id: str, *, resume: str | None = None)
     except TRANSIENT_DATABASE_ERRORS as exc:
         raise DatabaseUnavailable(claim.token) from exc
     reach("worker.finished")
-    log.info("event %s %s task_id=%s", event_id, outcome.status.value, claim.task_id)
+    if outcome.status is not EventStatus.DEAD:  # _finish says why it is dead
+        log.info("event %s %s task_id=%s", event_id, outcome.status.value, claim.task_id)
     return outcome
 
 
@@ -274,6 +290,7 @@ def _not_claimed(session: Session, runtime: Runtime, event_id: str, now: dt.date
     if gave_up:
         session.execute(finish_attempt(event_id, AttemptOutcome.EXPIRED, _EXPIRED_ERROR, now))
         log.error("event %s dead: %s", event_id, reason)
+        EVENTS_FINISHED.labels(EventStatus.DEAD.value).inc()
 
 
 # --- outcomes ------------------------------------------------------------------------------
@@ -332,6 +349,8 @@ def _finish(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
                 number=claim.number,
             )
         )
+    if moved and outcome.status is not EventStatus.FAILED:
+        EVENTS_FINISHED.labels(outcome.status.value).inc()
     if not moved:
         log.warning(
             "event %s: attempt %d's claim was taken over (its lease lapsed); outcome %s dropped",
@@ -355,6 +374,7 @@ def _finish(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
 # --- the generation ------------------------------------------------------------------------
 
 
+@traced("rivya.get_generation")
 def _fetch(runtime: Runtime, task_id: str) -> dict[str, Any] | None:
     """Return the generation from Rivya, or None when Rivya says it does not exist."""
     try:
@@ -395,6 +415,7 @@ def _process_generation(runtime: Runtime, claim: Claim) -> Outcome:
         raise TransientFailure(f"generation {task_id} is still {status}")
     if anomaly:
         log.error("ALERT generation %s succeeded without results: %s", task_id, anomaly)
+        GENERATION_ANOMALIES.inc()
         return Outcome(EventStatus.PROCESSED, anomaly)
     stored = store_outputs(runtime, claim, document)
     return Outcome(EventStatus.PROCESSED, None, stored)
@@ -426,11 +447,13 @@ def store_outputs(runtime: Runtime, claim: Claim, document: dict[str, Any]) -> i
             if refreshes > MAX_URL_REFRESHES:
                 raise TransientFailure(f"result URL {index} keeps expiring") from exc
             log.info("result URL expired task_id=%s index=%d; re-fetching", task_id, index)
+            DOWNLOADS.labels("expired").inc()
             fresh = _fetch(runtime, task_id)
             if fresh is None:
                 raise PermanentFailure(f"generation {task_id} vanished at Rivya") from exc
             urls = result_urls(fresh)
         except DownloadError as exc:
+            DOWNLOADS.labels("failed").inc()
             if exc.retryable:
                 raise TransientFailure(
                     f"download {index}: {exc}", getattr(exc, "retry_after", None)
@@ -440,20 +463,23 @@ def store_outputs(runtime: Runtime, claim: Claim, document: dict[str, Any]) -> i
     with runtime.sessions.begin() as session:
         generation = lock_generation(session, task_id)
         count = session.scalar(select(func.count()).where(GenerationOutput.task_id == task_id))
-        if (count or 0) >= len(urls) and generation.results_stored_at is None:
-            generation.results_stored_at = utcnow()
+        if (count or 0) >= len(urls):
+            mark_results_stored(generation)
     return stored
 
 
+@traced("result.download")
 def _store_one(runtime: Runtime, claim: Claim, index: int, url: str) -> bool:
     """Download one output, store it and record it; False if another worker won the race."""
     settings = runtime.settings
     storage = runtime.storage
     task_id = claim.task_id
+    annotate(task_id=task_id, index=index)
+    started = time.perf_counter()
     with storage.staging(f"{task_id}.{index}") as staged:
         result = download_result(
             url,
-            staged.path,
+            staged,
             allowed_hosts=settings.download_allowed_hosts,
             max_bytes=settings.download_max_bytes,
             timeout_seconds=settings.rivya_http_timeout_seconds,
@@ -461,8 +487,8 @@ def _store_one(runtime: Runtime, claim: Claim, index: int, url: str) -> bool:
             http_client=runtime.downloads,
         )
         reach("worker.downloaded")
-        key = output_key(task_id, index, result.sha256)
-        storage.commit(staged, key)
+        key = output_key(task_id, index, result.sha256, result.content_type)
+        storage.commit(staged, key, result.content_type)
     reach("worker.stored")
     with runtime.sessions.begin() as session:
         # The unique (task_id, index) constraint decides a race between two events of the
@@ -480,4 +506,7 @@ def _store_one(runtime: Runtime, claim: Claim, index: int, url: str) -> bool:
             ),
         )
     reach("worker.recorded")
+    DOWNLOAD_DURATION.observe(time.perf_counter() - started)
+    DOWNLOAD_BYTES.inc(result.size)
+    DOWNLOADS.labels("stored" if created else "already_stored").inc()
     return created

@@ -23,26 +23,34 @@ class Publisher:
         self._celery.config_from_object(celery_config(settings))
         self._route: dict[str, Any] | None = None
 
-    def publish(self, event_ids: Sequence[str]) -> None:
-        """Publish one message per event over one broker connection; raise if refused.
+    def publish(self, events: Sequence[tuple[str, str | None]]) -> None:
+        """Publish one message per (event id, traceparent) over one connection; raise if refused.
 
         The messages are what `send_task` would send, built with the two public steps it
         takes (create, then send), routed once for the one task name, and buffered by
         kombu's producer batch: on Redis a batch is one round trip. That cut the relay's
         CPU per event to a third. retry=False: a broker outage surfaces at once, and the
         relay (which knows the rows are safe in the database) decides when to try again.
+        The traceparent the receiver stored goes in the headers, so the worker's spans
+        continue the delivery's trace.
         """
         amqp = self._celery.amqp
         if self._route is None:
             self._route = amqp.router.route({}, names.PROCESS_EVENT, None, None)
         with (
             self._celery.producer_or_acquire() as producer,
-            producer.batch(max_size=max(1, len(event_ids))),
+            producer.batch(max_size=max(1, len(events))),
         ):
-            for event_id in event_ids:
+            for event_id, traceparent in events:
                 message = amqp.create_task_message(uuid(), names.PROCESS_EVENT, (event_id,), {})
+                headers = {"traceparent": traceparent} if traceparent else None
                 amqp.send_task_message(
-                    producer, names.PROCESS_EVENT, message, retry=False, **self._route
+                    producer,
+                    names.PROCESS_EVENT,
+                    message,
+                    retry=False,
+                    headers=headers,
+                    **self._route,
                 )
 
     def close(self) -> None:

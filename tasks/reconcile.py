@@ -32,7 +32,9 @@ from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, Webhook
 from models.generations import Generation, GenerationStatus
 from models.inbox import event_row, store_events
 from models.reconcile import ReconcileState
+from models.tombstones import EventTombstone
 from rivyahooks.faultpoints import reach
+from rivyahooks.metrics.worker import RECONCILE_FOUND
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import envelope_from_dict
 from rivyahooks.rivya.errors import RivyaError
@@ -257,6 +259,12 @@ def _store_page(
             known = set(
                 session.scalars(select(WebhookEvent.event_id).where(WebhookEvent.event_id.in_(ids)))
             )
+            # Purged events are known too: their tombstones answer for them.
+            known |= set(
+                session.scalars(
+                    select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids))
+                )
+            )
         summary.events_missing += len(set(ids) - known)
         return
     with runtime.sessions.begin() as session:
@@ -268,6 +276,7 @@ def _store_page(
             continue
         if row["status"] is EventStatus.RECEIVED:
             summary.stored += 1
+            RECONCILE_FOUND.inc()
         else:
             summary.unusable += 1
             summary.warnings.append(
@@ -316,6 +325,7 @@ def _poll_generations(
             summary.generations_recovered += 1
             if not dry_run and _store_polled(runtime, task_id, str(status), document):
                 summary.stored += 1
+                RECONCILE_FOUND.inc()
         if not dry_run:
             with runtime.sessions.begin() as session:
                 session.execute(

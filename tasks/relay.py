@@ -32,6 +32,7 @@ from models.db import make_engine
 from models.events import DUE_PREDICATE, WebhookEvent
 from models.inbox import NOTIFY_EVERY_SECONDS, RELAY_CHANNEL, due_events, mark_enqueued
 from rivyahooks.faultpoints import reach
+from rivyahooks.metrics.relay import RELAY_LAG, RELAY_PUBLISHED
 from rivyahooks.settings import Settings
 from tasks.publisher import Publisher
 
@@ -87,6 +88,7 @@ class Listener:
             connection.autocommit = True
             connection.execute(f"LISTEN {RELAY_CHANNEL}")
             self._connection = connection
+            log.debug("relay: listening for notifications on %s", RELAY_CHANNEL)
         return self._connection
 
     def close(self) -> None:
@@ -188,13 +190,19 @@ class Relay:
                 return 0
             reach("relay.claimed")
             try:
-                self.publisher.publish([event_id for _, event_id in due])
+                self.publisher.publish([(event_id, trace) for _, event_id, trace, _ in due])
             except Exception as exc:  # kombu and redis raise many types for a dead broker
+                RELAY_PUBLISHED.labels("failed").inc(len(due))
                 raise BrokerUnavailable(str(exc)) from exc
             reach("relay.published")
-            mark_enqueued(connection, [pk for pk, _ in due], now)
+            mark_enqueued(connection, [pk for pk, _, _, _ in due], now)
         reach("relay.marked")
+        published_at = utcnow()
+        for *_, due_at in due:
+            RELAY_LAG.observe(max(0.0, (published_at - due_at).total_seconds()))
+        RELAY_PUBLISHED.labels("published").inc(len(due))
         self.published += len(due)
+        log.debug("relay: published %d event(s)", len(due))
         return len(due)
 
     def backlog(self) -> int:

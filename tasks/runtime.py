@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import make_engine, make_session_factory
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.settings import Settings, SettingsError
-from tasks.storage import Storage, open_storage
+from storage import Storage, open_storage
 
 # Between Celery's hard time limit killing an attempt and its lease lapsing: the kill is not
 # instantaneous, and another claim must never start while the first still runs.
@@ -81,7 +81,6 @@ class Runtime:
         self._sessions: sessionmaker[Session] | None = None
         self._rivya: RivyaClient | None = None
         self._downloads: httpx.Client | None = None
-        self._storage: Storage | None = None
 
     @property
     def engine(self) -> Engine:
@@ -111,9 +110,8 @@ class Runtime:
 
     @property
     def storage(self) -> Storage:
-        if self._storage is None:
-            self._storage = open_storage(self.settings)
-        return self._storage
+        """Return this process's storage (open_storage keeps one per process)."""
+        return open_storage(self.settings)
 
     @property
     def worker(self) -> str:
@@ -127,8 +125,6 @@ class Runtime:
         # Inherited HTTP clients would share the parent's sockets: drop, never close, them.
         self._rivya = None
         self._downloads = None
-        # FileStorage remembers its writer's pid in partial file names.
-        self._storage = None
 
     def close(self) -> None:
         for client in (self._rivya, self._downloads):

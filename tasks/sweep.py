@@ -22,6 +22,7 @@ from models.base import clip, utcnow
 from models.events import AttemptOutcome, EventStatus, WebhookEvent, finish_attempt, move
 from models.inbox import wake_relay
 from rivyahooks.faultpoints import reach
+from storage import remove_abandoned_uploads
 from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,8 @@ def sweep(runtime: Runtime) -> SweepResult:
     lost = _republish_lost(runtime, now)
     if expired or lost:
         log.info("sweep: %d lease(s) expired, %d lost message(s) republished", expired, lost)
-    # Partial downloads of killed workers: none can still be written past the visibility
-    # window, since no attempt runs longer.
-    runtime.storage.remove_stale_partials(runtime.settings.task_visibility_timeout_seconds)
+    # Partial files and uploads of killed workers.
+    remove_abandoned_uploads(runtime.settings)
     return SweepResult(leases_expired=expired, messages_lost=lost)
 
 

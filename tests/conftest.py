@@ -9,6 +9,7 @@ and fail in CI.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks.webhooks import Webhook
 
 from models.base import Base
 from models.db import make_engine, make_session_factory
@@ -27,7 +29,9 @@ from models.migrate import upgrade
 from receiver import create_app
 from rivyahooks.rivya import contract, signatures
 from rivyahooks.settings import Settings
+from storage import storage_cache_clear
 from tests.support import services
+from tests.support.s3server import S3Server, moto_reset, s3_server
 
 SECRET = "whsec_" + base64.b64encode(b"rivya-hooks test secret, 32 byte").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another secret for rotation tests").decode()
@@ -48,8 +52,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session."""
-    with services.fresh_postgres_database("rivyahooks_test") as url:
+    with services.new_postgres_database("rivyahooks_test") as url:
         upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def empty_postgres() -> Iterator[str]:
+    """A new PostgreSQL database that no migration has touched."""
+    with services.new_postgres_database("rivyahooks_empty") as url:
         yield url
 
 
@@ -123,6 +134,28 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
 
 
+# --- object storage ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server, one process for the whole session."""
+    with s3_server(log=tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server_session: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """The S3 server, emptied, with this process's AWS variables pointing at it."""
+    moto_reset(s3_server_session)
+    for name, value in s3_server_session.environ().items():
+        monkeypatch.setenv(name, value)
+    # Storage objects are kept per process and URL; the next one must read these variables.
+    storage_cache_clear()
+    yield s3_server_session
+    storage_cache_clear()
+
+
 # --- settings and app --------------------------------------------------------------------
 
 
@@ -191,3 +224,17 @@ def signed_delivery(
     headers = signatures.sign(scheme, [secret], body, webhook_id=webhook_id, timestamp=timestamp)
     headers["Content-Type"] = "application/json"
     return body, headers
+
+
+def reference_signed(event: dict[str, Any], secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
+    """Return (body, headers) of a delivery signed by the Standard Webhooks reference library,
+    an independent oracle for our verifier (and how the deployment tests reach the kit)."""
+    body = json.dumps(event)
+    now = dt.datetime.now(dt.UTC)
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": event["id"],
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(event["id"], now, body),
+    }
+    return body.encode(), headers

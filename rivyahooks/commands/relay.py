@@ -27,7 +27,7 @@ def relay(ctx: Context) -> None:
     from tasks.relay import Relay
 
     settings = ctx.settings
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, role="relay")
     runner = Relay(settings)
 
     def stop(signum: int, _frame: FrameType | None) -> None:

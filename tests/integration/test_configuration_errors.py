@@ -178,8 +178,16 @@ def test_worker_and_beat_refuse_to_start_without_an_api_key(
     environment["PATH"] = f"{BIN}:{environment['PATH']}"
     line = procfile_roles(ROOT / "Procfile")[role]
     done = run(["bash", "-c", line], environment, tmp_path)
-    assert_one_error(done, 2, "RIVYA_API_KEY")
-    assert "celery@" not in done.stdout + done.stderr  # never got as far as starting
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    # The roles log as JSON (LOG_FORMAT): one error record, naming the variable and the next
+    # step; every other line is a record too.
+    records = [json.loads(line) for line in output.splitlines()]
+    (error,) = [r for r in records if r["level"] == "error"]
+    assert "RIVYA_API_KEY" in error["event"]
+    assert error["next"]
+    assert "Traceback" not in output
+    assert "celery@" not in output  # never got as far as starting
 
 
 # --- doctor: weak secrets ------------------------------------------------------------------
@@ -211,6 +219,21 @@ def test_doctor_flags_a_short_results_token(environment: dict[str, str], tmp_pat
     checks = {c["check"]: c for c in json.loads(done.stdout)["checks"]}
     assert checks["results API token"]["ok"] is False
     assert checks["results API token"]["detail"] == "RESULTS_API_TOKEN has 7 characters"
+    assert "hunter2" not in done.stdout + done.stderr
+
+
+def test_doctor_flags_a_short_token_among_several(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    environment["RESULTS_API_TOKENS"] = "a-long-enough-random-token,hunter2"
+    done = command("doctor", "--json", env=environment, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    checks = {c["check"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["results API token #1"]["ok"] is True
+    assert checks["results API token #2"]["ok"] is False
+    assert (
+        checks["results API token #2"]["detail"] == "RESULTS_API_TOKENS token #2 has 7 characters"
+    )
     assert "hunter2" not in done.stdout + done.stderr
 
 

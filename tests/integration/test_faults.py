@@ -33,7 +33,7 @@ from rivyahooks.rivya.simulator.config import Faults, SimConfig
 from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
-from tasks.storage import PARTIAL_DIR
+from storage.files import PARTIAL_DIR
 from tests.conftest import SECRET
 from tests.support import services
 from tests.support.eventually import eventually
@@ -100,7 +100,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A database of the suite's own: the audit after each case covers every case's events."""
-    with services.fresh_postgres_database("rivyahooks_faults") as url:
+    with services.new_postgres_database("rivyahooks_faults") as url:
         upgrade(url)
         yield url
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,7 @@ from sqlalchemy import text
 from models.db import make_engine
 from models.migrate import current_revision, drift, head_revision, upgrade
 from rivyahooks.settings import Settings
-from tests.support import services
 from tests.support.processes import BIN, ROOT, child_env
-
-
-@pytest.fixture
-def empty_postgres() -> Iterator[str]:
-    """A new PostgreSQL database that no migration has touched."""
-    with services.fresh_postgres_database("rivyahooks_migrations") as url:
-        yield url
 
 
 @pytest.fixture

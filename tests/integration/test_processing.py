@@ -16,9 +16,9 @@ from rivyahooks.rivya.simulator.config import Faults, SimConfig
 from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
+from storage.files import FileStorage
 from tasks.processing import Outcome, process_event
 from tasks.runtime import Runtime
-from tasks.storage import FileStorage
 from tests.support.eventually import eventually
 from tests.support.inbox import add_event, read_event
 
@@ -232,7 +232,10 @@ def test_download_cut_short_is_retried_and_never_stored(
 
 
 def test_attempts_are_bounded_then_dead(
-    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator,
+    proc_settings: Settings,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="succeeded")
     simulator.wait_terminal([task_id])
@@ -252,3 +255,6 @@ def test_attempts_are_bounded_then_dead(
     assert row.status is EventStatus.DEAD
     assert row.attempts == 2
     assert "gave up after 2 attempts" in (row.status_reason or "")
+    # An operator's alerting reads the log: the death is an error line with its reason.
+    (line,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "evt_d dead: gave up after 2 attempts" in line.getMessage()

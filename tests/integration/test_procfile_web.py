@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import re
 import shlex
@@ -15,12 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from standardwebhooks.webhooks import Webhook
 
 from models.events import WebhookEvent
 from rivyahooks.demo import procfile_roles
 from rivyahooks.settings import Settings
-from tests.conftest import SECRET, make_event
+from tests.conftest import SECRET, make_event, reference_signed
 from tests.support.processes import BIN, ROOT, child_env, free_port, stop, wait_for_http
 
 
@@ -28,7 +25,10 @@ def procfile_command(role: str, env: dict[str, str]) -> list[str]:
     """Return the argv of a Procfile role, with ${VAR} and ${VAR:-default} substituted."""
     roles = procfile_roles(ROOT / "Procfile")
     assert role in roles, f"Procfile has no {role}: line"
-    return [_expand(word, env) for word in shlex.split(roles[role])]
+    words = shlex.split(roles[role])
+    if words[0] == "exec":  # the shell's own word: the role's command follows it
+        words = words[1:]
+    return [_expand(word, env) for word in words]
 
 
 VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
@@ -46,21 +46,23 @@ def _expand(word: str, env: dict[str, str]) -> str:
     return VARIABLE.sub(value, word)
 
 
-def with_venv(argv: list[str]) -> list[str]:
-    # The Procfile names commands found on PATH; here that is the project's environment.
-    return [str(BIN / argv[0]), *argv[1:]]
-
-
 @pytest.fixture
 def web(
     postgres_url: str, redis_url: str, sessions: sessionmaker[Session], tmp_path: Path
 ) -> Iterator[str]:
     settings = Settings(database_url=postgres_url, broker_url=redis_url, webhook_secrets=(SECRET,))
     port = free_port()
-    env = child_env(settings, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2")
-
+    env = child_env(
+        settings,
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    )
+    roles = procfile_roles(ROOT / "Procfile")
+    # As a platform runs them: each line as written, through a shell.
     release = subprocess.run(
-        with_venv(procfile_command("release", env)),
+        ["bash", "-c", roles["release"]],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -70,11 +72,14 @@ def web(
     )
     assert release.returncode == 0, release.stderr
 
-    argv = procfile_command("web", env)
-    assert argv[0] == "gunicorn"
     log = open(tmp_path / "web.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
-        with_venv(argv), cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+        ["bash", "-c", roles["web"]],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -94,22 +99,15 @@ def test_web_line_takes_a_reference_signed_delivery(
     web: str, sessions: sessionmaker[Session]
 ) -> None:
     event = make_event()
-    body = json.dumps(event)
-    now = dt.datetime.now(dt.UTC)
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": event["id"],
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(SECRET).sign(event["id"], now, body),
-    }
+    body, headers = reference_signed(event)
     with httpx.Client(base_url=web, timeout=10, follow_redirects=False) as client:
         assert client.get("/readyz").status_code == 200
-        taken = client.post("/webhooks/rivya", content=body.encode(), headers=headers)
+        taken = client.post("/webhooks/rivya", content=body, headers=headers)
         assert taken.status_code == 202
         assert count(sessions) == 1
 
-        tampered = bytearray(body.encode())
-        position = body.index('"img-1"') + 1
+        tampered = bytearray(body)
+        position = body.index(b'"img-1"') + 1
         tampered[position] ^= 0x01
         refused = client.post("/webhooks/rivya", content=bytes(tampered), headers=headers)
         assert refused.status_code == 401
@@ -117,7 +115,7 @@ def test_web_line_takes_a_reference_signed_delivery(
     with sessions() as session:
         (row,) = session.scalars(select(WebhookEvent))
     assert row.event_id == event["id"]
-    assert row.body == body.encode()
+    assert row.body == body
 
 
 def test_procfile_variables_are_substituted() -> None:

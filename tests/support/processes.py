@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,7 +99,11 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: f
 
 @contextmanager
 def gunicorn(
-    settings: Settings, workers: int = 2, threads: int = 4, log: Path | None = None
+    settings: Settings,
+    workers: int = 2,
+    threads: int = 4,
+    log: Path | None = None,
+    **extra_env: str,
 ) -> Iterator[str]:
     """Serve the receiver with the Procfile's web command; yield its base URL."""
     port = free_port()
@@ -108,6 +113,7 @@ def gunicorn(
         PORT=str(port),
         WEB_CONCURRENCY=str(workers),
         WEB_THREADS=str(threads),
+        **extra_env,
     )
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
@@ -130,13 +136,17 @@ def gunicorn(
 
 @contextmanager
 def celery_worker(
-    settings: Settings, concurrency: int = 2, log: Path | None = None, beat: bool = False
+    settings: Settings,
+    concurrency: int = 2,
+    log: Path | None = None,
+    beat: bool = False,
+    **extra_env: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a real Celery worker (prefork) on the settings' broker; yield its process."""
-    env = child_env(settings)
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    env = child_env(settings, **extra_env)
     command = [
         str(BIN / "celery"),
+        "--quiet",  # no banner: every line is a log line (Procfile does the same)
         "-A",
         "tasks.worker",
         "worker",
@@ -149,7 +159,10 @@ def celery_worker(
         "--without-heartbeat",
     ]
     if beat:
-        command += ["--beat", "--schedule", str(Path(settings.storage_root()).parent / "beat")]
+        # Beat's schedule file goes beside the log, or in a directory of its own.
+        schedule_dir = log.parent if log else Path(tempfile.mkdtemp(prefix="beat-"))
+        command += ["--beat", "--schedule", str(schedule_dir / "beat")]
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
     )
@@ -207,3 +220,29 @@ def relay(settings: Settings, log: Path | None = None) -> Iterator[Supervised]:
         yield supervised
     finally:
         supervised.stop()
+
+
+@contextmanager
+def celery_beat(settings: Settings, schedule: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run the Procfile's beat (a process of its own, unlike `worker --beat`)."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "--quiet",
+                "-A",
+                "tasks.worker",
+                "beat",
+                "--schedule",
+                str(schedule),
+            ],
+            cwd=ROOT,
+            env=child_env(settings),
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            stop(process)

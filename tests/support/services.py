@@ -41,8 +41,8 @@ def require(name: str, url: str) -> None:
 
 
 @contextmanager
-def fresh_postgres_database(prefix: str) -> Iterator[str]:
-    """Create an empty PostgreSQL database of the caller's own; yield its URL; drop it after."""
+def new_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database named after `prefix`; yield its URL, then drop it."""
     require("PostgreSQL", POSTGRES_ADMIN_URL)
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
