@@ -1,14 +1,22 @@
 """The database: typed SQLAlchemy models, engine and session helpers, Alembic migrations."""
 
 from models.base import Base
-from models.events import EventSource, EventStatus, InvalidTransitionError, WebhookEvent
+from models.events import (
+    AttemptOutcome,
+    EventAttempt,
+    EventSource,
+    EventStatus,
+    WebhookEvent,
+)
 from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.reconcile import ReconcileState
 from models.tombstones import EventTombstone
 
 __all__ = [
+    "AttemptOutcome",
     "Base",
+    "EventAttempt",
     "EventSource",
     "EventStatus",
     "EventTombstone",
@@ -16,7 +24,6 @@ __all__ = [
     "Generation",
     "GenerationOutput",
     "GenerationStatus",
-    "InvalidTransitionError",
     "ReconcileState",
     "WebhookEvent",
 ]

@@ -168,16 +168,20 @@ def settings(
         broker_url=broker_url,
         webhook_secrets=(SECRET,),
         storage_url=f"file://{tmp_path / 'results'}",
-        sweep_received_after_seconds=0,
     )
+
+
+def close_app(app: Flask) -> None:
+    """Close what create_app opened."""
+    app.extensions["rivyahooks"].engine.dispose()
+    app.extensions["rivyahooks"].inbox.close()
 
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     yield app
-    app.extensions["rivyahooks"].engine.dispose()
-    app.extensions["rivyahooks"].enqueuer.close()
+    close_app(app)
 
 
 @pytest.fixture
