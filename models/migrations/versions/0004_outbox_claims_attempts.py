@@ -4,8 +4,8 @@ The inbox becomes an outbox: `next_attempt_at` says when the relay publishes a `
 or `failed` event; a claim is `claim_token` + `lease_expires_at`; `event_attempts` keeps one
 row per processing attempt.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-28 07:28:41.293644
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 import models.base
 
-revision = "0006"
-down_revision = "0005"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
