@@ -1,18 +1,23 @@
 """The database: typed SQLAlchemy models, engine and session helpers, Alembic migrations."""
 
+from models import event_pages  # noqa: F401 (declares the console's indexes)
 from models.base import Base
+from models.delivery_counts import DeliveryCount
 from models.events import EventSource, EventStatus, InvalidTransitionError, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.operator_actions import OperatorAction
 from models.reconcile import ReconcileState
 
 __all__ = [
     "Base",
+    "DeliveryCount",
     "EventSource",
     "EventStatus",
     "Generation",
     "GenerationOutput",
     "GenerationStatus",
     "InvalidTransitionError",
+    "OperatorAction",
     "ReconcileState",
     "WebhookEvent",
 ]

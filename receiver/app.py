@@ -8,7 +8,8 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
-from receiver import health, results, webhooks
+from receiver import delivery_counter, health, results, webhooks
+from receiver.console import install_console
 from receiver.enqueue import Enqueuer
 from receiver.responses import json_error
 from receiver.state import ReceiverState
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(results.bp)
+    delivery_counter.install(app, app.extensions["rivyahooks"].sessions)
+    install_console(app)
     app.register_error_handler(HTTPException, _json_http_error)
     return app
 

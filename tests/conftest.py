@@ -148,12 +148,18 @@ def settings(
     )
 
 
+def close_app(app: Flask) -> None:
+    """Stop what create_app started: the counter's thread, the pool, the broker client."""
+    app.extensions["delivery_counter"].stop()
+    app.extensions["rivyahooks"].engine.dispose()
+    app.extensions["rivyahooks"].enqueuer.close()
+
+
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     yield app
-    app.extensions["rivyahooks"].engine.dispose()
-    app.extensions["rivyahooks"].enqueuer.close()
+    close_app(app)
 
 
 @pytest.fixture
