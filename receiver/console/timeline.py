@@ -41,8 +41,17 @@ def timeline(session: Session, event: WebhookEvent) -> list[Step]:
     if event.started_at:
         steps.append(Step(event.started_at, f"attempt {max(event.attempts, 1)} started"))
     if event.last_error:
-        at = event.finished_at or event.updated_at
-        steps.append(Step(at, "error", redact_text(event.last_error), "error"))
+        # Only the latest error is kept on the event row: a dead event died of it when it
+        # finished; otherwise it came from an earlier attempt at a time the row no longer has.
+        dead = event.status is EventStatus.DEAD and event.finished_at
+        steps.append(
+            Step(
+                event.finished_at if dead else None,
+                "error" if dead else "last recorded error (of an earlier attempt)",
+                redact_text(event.last_error),
+                "error",
+            )
+        )
     if event.finished_at and event.status in FINISHED:
         steps.append(
             Step(
