@@ -27,8 +27,10 @@ test: lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+# From a terminal, a successful demo keeps running for the console until Ctrl-C; elsewhere
+# (and whenever it fails) it stops at once and its exit status is the demo's.
 demo: $(STAMP)
-	$(BIN)/rivya-hooks demo
+	$(BIN)/rivya-hooks demo --keep-running
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

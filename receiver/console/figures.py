@@ -124,7 +124,8 @@ def overview(session: Session, now: dt.datetime, configured: tuple[str, ...]) ->
 
 def rates(session: Session, now: dt.datetime) -> list[Rate]:
     """Return deliveries per minute by outcome and reason, recent and over the last day."""
-    window_start = minute_of(now) - dt.timedelta(minutes=RATE_WINDOW_MINUTES)
+    # The current minute and the 14 before it.
+    window_start = minute_of(now) - dt.timedelta(minutes=RATE_WINDOW_MINUTES - 1)
     recent = func.sum(DeliveryCount.count).filter(DeliveryCount.minute >= window_start)
     rows = session.execute(
         select(
