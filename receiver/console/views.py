@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from models.base import utcnow
 from models.event_pages import Cursor, EventFilter, event_page, selected_event_ids
-from models.events import EventSource, EventStatus, WebhookEvent
+from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from receiver.console import figures, replay
 from receiver.console.access import (
@@ -321,6 +321,7 @@ def event_detail(event_id: str) -> ResponseReturnValue:
             body_cut=body_cut,
             body_bytes=len(event.body),
             replayable=event.status in replay.REPLAYABLE,
+            unfinished=event.status in UNFINISHED_STATUSES,
         )
 
 
