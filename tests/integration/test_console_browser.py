@@ -171,7 +171,7 @@ def test_operator_logs_in_watches_and_replays(
     page.goto(f"{service}/console/events")
     delivered = deliver(service, good)
     page.wait_for_selector(f"tr[data-event-id='{delivered}']", timeout=SLOW * 1000)
-    eventually(lambda: status_of(sessions, delivered) is EventStatus.PROCESSED, SLOW)
+    eventually(lambda: status_of(sessions, delivered) is EventStatus.PROCESSED, SLOW, "processed")
     page.wait_for_selector(
         f"tr[data-event-id='{delivered}'] .status-processed", timeout=SLOW * 1000
     )
@@ -181,7 +181,7 @@ def test_operator_logs_in_watches_and_replays(
     simulator.set_faults(api_error_ratio=1.0)
     dead_one, dead_two = deliver(service, broken), deliver(service, other)
     for event_id in (dead_one, dead_two):
-        eventually(lambda e=event_id: status_of(sessions, e) is EventStatus.DEAD, SLOW)
+        eventually(lambda e=event_id: status_of(sessions, e) is EventStatus.DEAD, SLOW, "dead")
     simulator.set_faults(api_error_ratio=0.0)
 
     page.goto(f"{service}/console/dead")

@@ -9,14 +9,15 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
-    """Return the predicate's first truthy value; fail naming it when `timeout` passes."""
+def eventually(
+    predicate: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.1
+) -> T:
+    """Return the first truthy value of `predicate()`; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            name = getattr(predicate, "__name__", repr(predicate))
-            raise AssertionError(f"{name} did not hold within {timeout} s")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
