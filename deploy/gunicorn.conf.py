@@ -3,8 +3,14 @@
 Read by gunicorn at start; values come from the environment so one file serves every host.
 """
 
+from __future__ import annotations
+
 import multiprocessing
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 # Threads overlap the database and broker round trips of one worker's requests; processes
@@ -24,3 +30,25 @@ accesslog = "-" if os.environ.get("WEB_ACCESS_LOG") == "1" else None
 errorlog = "-"
 # Build the app (and its engine) in each worker after the fork, never shared across them.
 preload_app = False
+# gunicorn 25.1+ opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl, else
+# ~/.gunicorn/gunicorn.ctl: one path for every gunicorn of the same user, so a second
+# instance (another service, a test run, a container sharing HOME) replaces the first one's
+# socket, and a read-only HOME logs a warning at every start. Nothing here uses gunicornc.
+control_socket_disable = True
+
+
+def on_starting(server: Arbiter) -> None:
+    """Check the settings in the master, before any worker forks.
+
+    Without this, a bad setting surfaces as a traceback in every worker, each respawned
+    until gunicorn gives up. Here it is one line naming the variable (never a secret's value)
+    and exit status 2, the configuration-error status of every rivya-hooks command.
+    """
+    from receiver.app import check_settings
+    from rivyahooks.settings import Settings, SettingsError
+
+    try:
+        check_settings(Settings.from_env())
+    except SettingsError as exc:
+        server.log.error("configuration error: %s", exc)
+        raise SystemExit(2) from None

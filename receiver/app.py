@@ -17,9 +17,19 @@ from rivyahooks.rivya.signatures import Verifier, fingerprint
 from rivyahooks.settings import Settings
 
 
+def check_settings(settings: Settings) -> None:
+    """Raise SettingsError, naming the variable, for any setting create_app cannot start with.
+
+    gunicorn's start hook (deploy/gunicorn.conf.py) calls this in the master before it forks,
+    so a bad setting stops the server once instead of killing every worker at boot.
+    """
+    settings.require_webhook_secrets()
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app; production passes nothing and settings come from the environment."""
     settings = Settings.from_env() if settings is None else settings
+    check_settings(settings)
     app = Flask("receiver")
     # Werkzeug bounds a body without Content-Length (chunked) by this while reading it, but
     # silently: it stops at the limit instead of failing. One byte over our limit lets the
@@ -34,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         sessions=make_session_factory(engine),
         verifier=Verifier(
             settings.webhook_scheme,
-            settings.require_webhook_secrets(),
+            settings.webhook_secrets,
             settings.webhook_tolerance_seconds,
         ),
         enqueuer=Enqueuer(settings),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy import Engine
 
 from rivyahooks.commands.events import events, replay, stats
 from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
@@ -12,6 +13,7 @@ from rivyahooks.rivya.simulator.cli import simulate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rivya-hooks", prog_name="rivya-hooks")
 def main() -> None:
     """Receive, process and reconcile Rivya webhooks.
 
@@ -25,21 +27,35 @@ def db() -> None:
     """Database schema commands."""
 
 
+def _reachable_engine(ctx: Context) -> Engine:
+    """Return the command's engine, or stop saying why the database cannot be reached."""
+    from models.connectivity import connection_problem
+    from rivyahooks.commands.wiring import open_engine
+
+    engine = open_engine(ctx.settings)
+    problem = connection_problem(engine)
+    if problem is not None:
+        fail(problem.cause, problem.next_step)
+    return engine
+
+
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @pass_context
 def db_upgrade(ctx: Context, revision: str) -> None:
     """Apply database migrations (the Procfile release role runs this)."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from models.connectivity import first_line
     from models.migrate import upgrade
 
+    engine = _reachable_engine(ctx)
     try:
         upgrade(ctx.settings.database_url, revision)
-    except OperationalError as exc:
+    except SQLAlchemyError as exc:
         fail(
-            f"cannot reach the database: {exc.orig.__class__.__name__}",
-            "check DATABASE_URL and that the database server is running",
+            f"the migration failed: {first_line(exc, engine.url)}",
+            "fix the cause, then run again; `rivya-hooks db check` shows where the database is",
         )
     click.echo(f"database at revision {revision}")
 
@@ -48,18 +64,17 @@ def db_upgrade(ctx: Context, revision: str) -> None:
 @pass_context
 def db_check(ctx: Context) -> None:
     """Exit 1 if the database is not at the latest migration or differs from the models."""
-    from models.db import make_engine
-    from models.migrate import current_revision, drift, head_revision
+    from models.connectivity import schema_problem
+    from models.migrate import drift, head_revision
 
-    engine = make_engine(ctx.settings.database_url)
-    click.get_current_context().call_on_close(engine.dispose)
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        fail(f"database is at {current}, code expects {head}", "run `rivya-hooks db upgrade`")
+    engine = _reachable_engine(ctx)
+    problem = schema_problem(engine)
+    if problem is not None:
+        fail(problem.cause, problem.next_step)
     differences = drift(engine)
     if differences:
         fail(f"schema differs from the models: {differences}", "write a migration")
-    click.echo(f"database at {head}, matches the models")
+    click.echo(f"database at {head_revision()}, matches the models")
 
 
 @main.command("demo")

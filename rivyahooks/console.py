@@ -35,9 +35,14 @@ class Context:
 pass_context = click.make_pass_decorator(Context, ensure=True)
 
 
-def fail_config(message: str) -> NoReturn:
-    """Stop with a configuration error and exit code 2."""
+# A SettingsError names the variable; this says where to look up what it should hold.
+FIX_SETTING = "fix that variable (`rivya-hooks settings --help` lists every one), then run again"
+
+
+def fail_config(message: str, next_step: str = FIX_SETTING) -> NoReturn:
+    """Stop with a configuration error, what to do next, and exit code 2."""
     click.echo(f"error: {message}", err=True)
+    click.echo(f"next: {next_step}", err=True)
     sys.exit(EXIT_CONFIG)
 
 

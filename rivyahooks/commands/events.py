@@ -17,6 +17,8 @@ from rivyahooks.console import Context, echo_json, fail, parse_since, pass_conte
 from rivyahooks.rivya.envelope import parse_envelope
 
 STATUS = click.Choice([s.value for s in EventStatus])
+# Larger lists belong in SQL or `--json` pages, not one terminal screen.
+MAX_LIST_LIMIT = 10_000
 
 
 def _event_row(event: WebhookEvent) -> dict[str, Any]:
@@ -45,23 +47,39 @@ def events() -> None:
 @events.command("list")
 @click.option("--status", type=STATUS, help="Only events in this status.")
 @click.option("--since", help="Only events received after this ISO-8601 time.")
-@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIST_LIMIT),
+    default=50,
+    show_default=True,
+    help="At most this many, newest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def list_events(
     ctx: Context, status: str | None, since: str | None, limit: int, as_json: bool
 ) -> None:
     """List events, newest first."""
+    moment = parse_since(since)
     sessions = open_database(ctx.settings)
-    query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
+    # One row more than asked tells whether the list was cut off, without counting them all.
+    query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit + 1)
     if status:
         query = query.where(WebhookEvent.status == EventStatus(status))
-    if (moment := parse_since(since)) is not None:
+    if moment is not None:
         query = query.where(WebhookEvent.received_at > moment)
     with sessions() as session:
         rows = [_event_row(e) for e in session.scalars(query)]
+    cut_off = len(rows) > limit
+    rows = rows[:limit]
+    notice = (
+        f"showing the newest {limit}; more events match "
+        "(raise --limit, or narrow with --status or --since)"
+    )
     if as_json:
         echo_json(rows)
+        if cut_off:  # stdout stays one JSON document for scripts
+            click.echo(f"note: {notice}", err=True)
         return
     if not rows:
         click.echo("no events")
@@ -75,6 +93,8 @@ def list_events(
             ["event", "type", "task", "source", "status", "attempts"],
         )
     )
+    if cut_off:
+        click.echo(notice)
 
 
 @events.command("show")

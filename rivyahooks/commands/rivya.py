@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
 
 import click
-from sqlalchemy import text
 
 from models.base import utcnow
-from rivyahooks.commands.wiring import broker_sender, open_database, rivya_client
-from rivyahooks.console import Context, echo_json, fail, parse_since, pass_context, progress
+from rivyahooks.commands.wiring import broker_sender, open_database, require_api_key, rivya_client
+from rivyahooks.console import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    Context,
+    echo_json,
+    fail,
+    parse_since,
+    pass_context,
+    progress,
+)
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.errors import RivyaError
+from rivyahooks.settings import Settings
 
 
 def _param(values: tuple[str, ...]) -> dict[str, Any]:
@@ -48,6 +58,7 @@ def submit(
     from tasks.generation_state import record_submitted
 
     settings = ctx.settings
+    require_api_key(settings)
     sessions = open_database(settings)
     key = idempotency_key or str(uuid.uuid4())
     with rivya_client(settings) as client:
@@ -85,6 +96,7 @@ def reconcile(ctx: Context, since: str | None, dry_run: bool, as_json: bool) -> 
 
     settings = ctx.settings
     moment = parse_since(since)
+    require_api_key(settings)
     sessions = open_database(settings)
     send = (lambda _event_id: None) if dry_run else broker_sender(settings)
     with rivya_client(settings) as client:
@@ -189,18 +201,42 @@ def webhooks_status(ctx: Context, as_json: bool) -> None:
 SKEW_WARNING_SECONDS = 30
 
 
+class Checks:
+    """Doctor's findings; a failed configuration check makes the exit status 2, not 1."""
+
+    def __init__(self) -> None:
+        self.found: list[dict[str, Any]] = []
+
+    def __call__(
+        self, name: str, ok: bool, detail: str, next_step: str | None = None, config: bool = False
+    ) -> None:
+        self.found.append(
+            {
+                "check": name,
+                "ok": ok,
+                "detail": detail,
+                "next": None if ok else next_step,
+                "configuration": config,
+            }
+        )
+
+    def exit_status(self) -> int:
+        failed = [c for c in self.found if not c["ok"]]
+        if any(c["configuration"] for c in failed):
+            return EXIT_CONFIG
+        return EXIT_FAILED if failed else 0
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def doctor(ctx: Context, as_json: bool) -> None:
-    """Check settings, database, broker, the Rivya key, the endpoint and clock skew."""
-    checks: list[dict[str, Any]] = []
+    """Check settings, secrets, database, broker, the Rivya key, the endpoint and clock skew.
 
-    def check(name: str, ok: bool, detail: str, next_step: str | None = None) -> None:
-        checks.append(
-            {"check": name, "ok": ok, "detail": detail, "next": None if ok else next_step}
-        )
-
+    Exit status 2 when a setting must change (a missing or weak secret, no API key), 1 when
+    a service fails its check.
+    """
+    check = Checks()
     settings = ctx.settings
     check(
         "settings",
@@ -208,48 +244,87 @@ def doctor(ctx: Context, as_json: bool) -> None:
         f"scheme {settings.webhook_scheme}, {len(settings.webhook_secrets)} webhook secret(s), "
         f"API base {settings.rivya_api_base}",
     )
-    check(
-        "webhook secrets",
-        bool(settings.webhook_secrets),
-        f"{len(settings.webhook_secrets)} configured",
-        "set RIVYA_WEBHOOK_SECRETS",
-    )
+    _doctor_secrets(settings, check)
     _doctor_database(settings, check)
     _doctor_broker(settings, check)
     _doctor_rivya(settings, check)
-    failed = [c for c in checks if not c["ok"]]
     if as_json:
-        echo_json({"ok": not failed, "checks": checks})
+        echo_json({"ok": check.exit_status() == 0, "checks": check.found})
     else:
-        for c in checks:
+        for c in check.found:
             click.echo(f"{'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}")
             if c["next"]:
                 click.echo(f"     next: {c['next']}")
-    if failed:
-        raise SystemExit(1)
+    if check.exit_status():
+        raise SystemExit(check.exit_status())
 
 
-def _doctor_database(settings: Any, check: Any) -> None:
-    from models.db import make_engine
-    from models.migrate import current_revision, head_revision
+# A token shorter than this is guessable enough to matter for an API on the network.
+MIN_TOKEN_CHARACTERS = 24
 
-    try:
-        engine = make_engine(settings.database_url)
-        click.get_current_context().call_on_close(engine.dispose)
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        current, head = current_revision(engine), head_revision()
+
+def weakness(key: bytes) -> str | None:
+    """Return why a secret's bytes do not look random (without quoting them), or None.
+
+    Random keys of 24 bytes or more all but never repeat half their bytes, nor consist of
+    printable text only (a chance of about 1 in 10^10): either means a person made it up.
+    """
+    if len(set(key)) < len(key) // 2:
+        return "repeats most of its bytes"
+    if all(32 <= byte < 127 for byte in key):
+        return "is printable text, not random bytes"
+    return None
+
+
+def _doctor_secrets(settings: Settings, check: Checks) -> None:
+    register = (
+        "use the whsec_ secret Rivya generates (`rivya-hooks webhooks register --url ...`, "
+        "or rotate the endpoint's secret at Rivya)"
+    )
+    if not settings.webhook_secrets:
         check(
-            "database",
-            current == head,
-            f"reachable, at revision {current} (code expects {head})",
-            "run `rivya-hooks db upgrade`",
+            "webhook secrets",
+            False,
+            "RIVYA_WEBHOOK_SECRETS is not set",
+            "set RIVYA_WEBHOOK_SECRETS",
+            config=True,
         )
-    except Exception as exc:
-        check("database", False, f"unreachable ({type(exc).__name__})", "check DATABASE_URL")
+    for position, secret in enumerate(settings.webhook_secrets, start=1):
+        key = base64.b64decode(secret.removeprefix(contract.SIGNING_SECRET_PREFIX))
+        reason = weakness(key)
+        check(
+            f"webhook secret #{position}",
+            reason is None,
+            f"RIVYA_WEBHOOK_SECRETS secret #{position} {reason}" if reason else "looks random",
+            register,
+            config=True,
+        )
+    token = settings.results_api_token
+    if token:
+        check(
+            "results API token",
+            len(token) >= MIN_TOKEN_CHARACTERS,
+            f"RESULTS_API_TOKEN has {len(token)} characters",
+            f"use at least {MIN_TOKEN_CHARACTERS} random characters "
+            "(`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
+            config=True,
+        )
 
 
-def _doctor_broker(settings: Any, check: Any) -> None:
+def _doctor_database(settings: Settings, check: Checks) -> None:
+    from models.connectivity import connection_problem, schema_problem
+    from models.migrate import head_revision
+    from rivyahooks.commands.wiring import open_engine
+
+    engine = open_engine(settings)
+    problem = connection_problem(engine) or schema_problem(engine)
+    if problem is not None:
+        check("database", False, problem.cause, problem.next_step)
+    else:
+        check("database", True, f"reachable, at revision {head_revision()}")
+
+
+def _doctor_broker(settings: Settings, check: Checks) -> None:
     # The web process's own broker client and readiness probe: doctor checks what /readyz does.
     from receiver.enqueue import Enqueuer
 
@@ -263,11 +338,17 @@ def _doctor_broker(settings: Any, check: Any) -> None:
         enqueuer.close()
 
 
-def _doctor_rivya(settings: Any, check: Any) -> None:
+def _doctor_rivya(settings: Settings, check: Checks) -> None:
     from rivyahooks.rivya.client import RivyaClient
 
     if not settings.rivya_api_key:
-        check("rivya key", False, "RIVYA_API_KEY is not set", "export RIVYA_API_KEY")
+        check(
+            "rivya key",
+            False,
+            "RIVYA_API_KEY is not set",
+            "export RIVYA_API_KEY (or RIVYA_API_KEY_FILE)",
+            config=True,
+        )
         return
     with RivyaClient.from_settings(settings) as client:
         try:

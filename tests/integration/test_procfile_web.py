@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -124,3 +125,89 @@ def test_procfile_variables_are_substituted() -> None:
     assert argv[argv.index("--concurrency") + 1] == "3"
     argv = procfile_command("worker", {})
     assert argv[argv.index("--concurrency") + 1] == "4"
+
+
+def web_line_env(tmp_path: Path, **changes: str) -> dict[str, str]:
+    """Return the environment of a web role on SQLite, with this environment's bin first."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
+        webhook_secrets=(SECRET,),
+    )
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = child_env(
+        settings,
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        HOME=str(home),
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="2",
+    )
+    env.pop("XDG_RUNTIME_DIR", None)
+    env.update(changes)
+    return env
+
+
+def web_line() -> list[str]:
+    # As Heroku, honcho and foreman run it: the line as written, through a shell.
+    return ["bash", "-c", procfile_roles(ROOT / "Procfile")["web"]]
+
+
+def test_web_line_opens_no_control_socket_shared_with_other_instances(tmp_path: Path) -> None:
+    env = web_line_env(tmp_path)
+    log = open(tmp_path / "web.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        web_line(), cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{env['PORT']}/healthz", process)
+    finally:
+        stop(process)
+        log.close()
+    assert not (tmp_path / "home" / ".gunicorn").exists()
+    assert "Control socket" not in (tmp_path / "web.log").read_text()
+
+
+# The variable, its bad value, and a part of that value that must never be printed.
+BAD_SETTINGS = [
+    pytest.param("RIVYA_WEBHOOK_SECRETS", "", None, id="secrets-missing"),
+    pytest.param(
+        "RIVYA_WEBHOOK_SECRETS", "whsec_Sup3r-S3cret!!", "Sup3r-S3cret", id="secret-not-base64"
+    ),
+    pytest.param(
+        "RIVYA_WEBHOOK_SECRETS",
+        f"{SECRET},rotated-Sup3r-S3cret",
+        "Sup3r-S3cret",
+        id="second-secret-without-prefix",
+    ),
+    pytest.param("RIVYA_WEBHOOK_SECRETS", "whsec_", None, id="secret-empty"),
+    pytest.param("RIVYA_WEBHOOK_SECRETS", "whsec_AA==", None, id="secret-one-byte"),
+    pytest.param("RIVYA_WEBHOOK_TOLERANCE_SECONDS", "soon", None, id="tolerance-not-a-number"),
+    pytest.param(
+        "DATABASE_URL", "mysql://app:Sup3r-S3cret@db/app", "Sup3r-S3cret", id="unknown-driver"
+    ),
+    pytest.param(
+        "DATABASE_URL", "postgres://app:Sup3r-S3cret@db:5432", "Sup3r-S3cret", id="no-database"
+    ),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "never_printed"), BAD_SETTINGS)
+def test_web_line_stops_once_on_a_bad_setting(
+    variable: str, value: str, never_printed: str | None, tmp_path: Path
+) -> None:
+    env = web_line_env(tmp_path, **{variable: value})
+    done = subprocess.run(
+        web_line(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, output
+    assert variable in errors[0]
+    assert "Traceback" not in output
+    assert "Booting worker" not in output  # stopped before forking any
+    assert SECRET.removeprefix("whsec_") not in output
+    if never_printed:
+        assert never_printed not in output

@@ -9,15 +9,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(
-    predicate: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.1
-) -> T:
-    """Return the first truthy value of `predicate()`; fail the test after `timeout` seconds."""
+def eventually(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Return the first truthy value of `predicate()`; raise TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
         time.sleep(interval)

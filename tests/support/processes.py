@@ -62,6 +62,28 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 3
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+def group_members(pgid: int) -> list[int]:
+    """Return the live processes of a process group (zombies excluded), read from /proc.
+
+    A child orphaned by its shell keeps the group, so an empty group after a role stopped
+    means nothing of that role survived.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # The command name may hold spaces and parentheses; the fields after the last ')'
+        # are fixed: state, ppid, pgrp, ...
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
     if process.poll() is not None:
         return
