@@ -391,7 +391,7 @@ class Settings:
         """Return the Rivya API key, or explain how to configure it."""
         if not self.rivya_api_key:
             raise SettingsError(
-                "RIVYA_API_KEY is not set: this command talks to Rivya. "
+                "RIVYA_API_KEY is not set: processing, reconcile and submit call Rivya's API. "
                 "Create a key in the Rivya dashboard and export RIVYA_API_KEY."
             )
         return self.rivya_api_key

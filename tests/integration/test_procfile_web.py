@@ -28,7 +28,10 @@ def procfile_command(role: str, env: dict[str, str]) -> list[str]:
     """Return the argv of a Procfile role, with ${VAR} and ${VAR:-default} substituted."""
     roles = procfile_roles(ROOT / "Procfile")
     assert role in roles, f"Procfile has no {role}: line"
-    return [_expand(word, env) for word in shlex.split(roles[role])]
+    words = shlex.split(roles[role])
+    if words[0] == "exec":  # the shell's own word: the role's command follows it
+        words = words[1:]
+    return [_expand(word, env) for word in words]
 
 
 VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
@@ -46,21 +49,23 @@ def _expand(word: str, env: dict[str, str]) -> str:
     return VARIABLE.sub(value, word)
 
 
-def with_venv(argv: list[str]) -> list[str]:
-    # The Procfile names commands found on PATH; here that is the project's environment.
-    return [str(BIN / argv[0]), *argv[1:]]
-
-
 @pytest.fixture
 def web(
     postgres_url: str, redis_url: str, sessions: sessionmaker[Session], tmp_path: Path
 ) -> Iterator[str]:
     settings = Settings(database_url=postgres_url, broker_url=redis_url, webhook_secrets=(SECRET,))
     port = free_port()
-    env = child_env(settings, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2")
-
+    env = child_env(
+        settings,
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    )
+    roles = procfile_roles(ROOT / "Procfile")
+    # As a platform runs them: each line as written, through a shell.
     release = subprocess.run(
-        with_venv(procfile_command("release", env)),
+        ["bash", "-c", roles["release"]],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -70,11 +75,14 @@ def web(
     )
     assert release.returncode == 0, release.stderr
 
-    argv = procfile_command("web", env)
-    assert argv[0] == "gunicorn"
     log = open(tmp_path / "web.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
-        with_venv(argv), cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+        ["bash", "-c", roles["web"]],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"
