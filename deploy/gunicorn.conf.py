@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from rivyahooks.metrics.directory import use_own_metrics_directory
+from rivyahooks.settings import early_value
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -28,6 +31,8 @@ limit_request_fields = 50
 limit_request_field_size = 8190
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG") == "1" else None
 errorlog = "-"
+# Error and access lines in the service's format (JSON by default, see LOG_FORMAT).
+logger_class = "receiver.gunicorn_logger.GunicornLogger"
 # Build the app (and its engine) in each worker after the fork, never shared across them.
 preload_app = False
 # gunicorn 25.1+ opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl, else
@@ -52,3 +57,16 @@ def on_starting(server: Arbiter) -> None:
     except SettingsError as exc:
         server.log.error("configuration error: %s", exc)
         raise SystemExit(2) from None
+
+
+# --- metrics: every worker writes its own files, /metrics adds them up ----------------------
+# Chosen here, at config load, because prometheus-client fixes its mode when first imported
+# and the app's modules (which import it) may be loaded by the master's start-up hooks.
+metrics_directory = use_own_metrics_directory("web", early_value("metrics_dir"))
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges (its counters stay: they still count)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(metrics_directory))

@@ -7,12 +7,14 @@ from models.events import EventSource, EventStatus, InvalidTransitionError, Webh
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.operator_actions import OperatorAction
 from models.reconcile import ReconcileState
+from models.tombstones import EventTombstone
 
 __all__ = [
     "Base",
     "DeliveryCount",
     "EventSource",
     "EventStatus",
+    "EventTombstone",
     "Generation",
     "GenerationOutput",
     "GenerationStatus",

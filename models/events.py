@@ -79,6 +79,9 @@ class WebhookEvent(Base):
     source: Mapped[EventSource] = mapped_column(_enum(EventSource, "event_source"))
     # Which configured secret verified it, by fingerprint: never the secret itself.
     secret_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    # The W3C traceparent of the delivery's trace (only when tracing is on), so whoever
+    # publishes the event later continues the receiver's trace.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[EventStatus] = mapped_column(_enum(EventStatus, "event_status"))
     status_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Insert, bindparam, cast, exists, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.db import dialect_insert, dialect_name
 from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
+from models.tombstones import EventTombstone
 
 
 def _insert_statement(executor: Session | Connection) -> Insert:
@@ -17,12 +18,26 @@ def _insert_statement(executor: Session | Connection) -> Insert:
     # every delivery cost the receiver more CPU than the database round trip itself.
     dialect = dialect_name(executor)
     if dialect not in _INSERTS:
+        # INSERT ... SELECT <parameters> WHERE NOT EXISTS (tombstone): one statement, so a
+        # purged event's redelivery is a duplicate like any other, with no extra round trip.
+        columns = [c for c in WebhookEvent.__table__.c if c.name != "id"]
+        values = select(*[_parameter(c, dialect) for c in columns]).where(
+            ~exists().where(EventTombstone.event_id == bindparam("event_id"))
+        )
         _INSERTS[dialect] = (
             dialect_insert(executor, WebhookEvent)
+            .from_select(columns, values)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(WebhookEvent.id)
         )
     return _INSERTS[dialect]
+
+
+def _parameter(column: ColumnElement[Any], dialect: str) -> Any:
+    # A parameter in a SELECT list has no column to take its type from: PostgreSQL needs
+    # the type spelled out (CAST), SQLite must not get one (CAST AS JSON there is numeric).
+    parameter = bindparam(column.name, type_=column.type)
+    return cast(parameter, column.type) if dialect == "postgresql" else parameter
 
 
 _INSERTS: dict[str, Insert] = {}
@@ -40,12 +55,14 @@ def insert_event(
     api_version: str | None = None,
     headers: dict[str, Any] | None = None,
     secret_fingerprint: str | None = None,
+    traceparent: str | None = None,
     status_reason: str | None = None,
 ) -> bool:
-    """Insert the event unless its id is already stored; return True if this call stored it.
+    """Insert the event unless its id is stored or purged; return True if this call stored it.
 
     The unique constraint on event_id decides, inside the database, which of several
-    concurrent deliveries wins: no read-then-write race, no exception for the losers.
+    concurrent deliveries wins: no read-then-write race, no exception for the losers. A
+    tombstone (models/tombstones.py) makes the insert select no row at all.
     Works on a Session or a bare Connection (the receiver's, which skips the ORM's cost).
     """
     now = utcnow()
@@ -58,6 +75,7 @@ def insert_event(
         "headers": headers or {},
         "source": source,
         "secret_fingerprint": secret_fingerprint,
+        "traceparent": traceparent,
         "status": status,
         "status_reason": status_reason,
         "attempts": 0,
@@ -68,7 +86,10 @@ def insert_event(
         "last_error": None,
         "updated_at": now,
     }
-    result = session.execute(_insert_statement(session), parameters)
+    # Core execution on the session's own connection (same transaction): the ORM's bulk
+    # insert path does not take INSERT ... SELECT.
+    connection = session.connection() if isinstance(session, Session) else session
+    result = connection.execute(_insert_statement(connection), parameters)
     return result.scalar_one_or_none() is not None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from structlog.contextvars import clear_contextvars
 from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
@@ -15,6 +16,7 @@ from receiver.responses import json_error
 from receiver.state import ReceiverState
 from rivyahooks.rivya.signatures import Verifier, fingerprint
 from rivyahooks.settings import Settings
+from rivyahooks.tracing import configure_tracing
 
 
 def check_settings(settings: Settings) -> None:
@@ -50,13 +52,21 @@ def create_app(settings: Settings | None = None) -> Flask:
         enqueuer=Enqueuer(settings),
         secret_fingerprints=tuple(fingerprint(s) for s in settings.webhook_secrets),
     )
+    configure_tracing("web", settings.otel_exporter_otlp_endpoint)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(results.bp)
     delivery_counter.install(app, app.extensions["rivyahooks"].sessions)
     install_console(app)
     app.register_error_handler(HTTPException, _json_http_error)
+    # gunicorn's threads serve one request after another: ids bound for one request
+    # (event_id) must not appear on the next one's lines.
+    app.teardown_request(_forget_request_context)
     return app
+
+
+def _forget_request_context(_error: BaseException | None) -> None:
+    clear_contextvars()
 
 
 def _json_http_error(error: HTTPException) -> Any:

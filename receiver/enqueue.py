@@ -10,6 +10,7 @@ from kombu.transport import redis as kombu_redis
 
 from rivyahooks.broker import celery_config
 from rivyahooks.settings import Settings
+from rivyahooks.tracing import context_headers
 from tasks import names
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ class Enqueuer:
         """
         try:
             # retry=False: the request must answer fast; the sweeper is the retry.
-            self._celery.send_task(names.PROCESS_EVENT, args=[event_id], retry=False)
+            self._celery.send_task(
+                names.PROCESS_EVENT, args=[event_id], retry=False, headers=context_headers()
+            )
         except Exception as exc:  # kombu raises many types for a dead broker
             log.warning("enqueue failed event_id=%s error=%s", event_id, type(exc).__name__)
             return False

@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from models.base import utcnow
-from models.db import count_by
-from models.events import EventStatus, WebhookEvent
-from models.generations import Generation, GenerationOutput, GenerationStatus
-from models.inbox import oldest_unfinished_event
+from receiver.bearer import bearer_denied
 from receiver.state import state
+from rivyahooks.metrics.exposition import CONTENT_TYPE_LATEST, latest, process_registry
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -47,31 +44,10 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Counts an alerting system can scrape (Prometheus text format); no secrets, no ids."""
-    with state().sessions() as session:
-        events = count_by(session, WebhookEvent.status)
-        generations = count_by(session, Generation.status)
-        anomalies = session.scalar(select(func.count()).where(Generation.anomaly.is_not(None)))
-        files, size = session.execute(
-            select(func.count(), func.coalesce(func.sum(GenerationOutput.size_bytes), 0))
-        ).one()
-        oldest = oldest_unfinished_event(session)
-    age = 0.0 if oldest is None else (utcnow() - oldest.received_at).total_seconds()
-    lines = ["# TYPE rivyahooks_events gauge"]
-    lines += [f'rivyahooks_events{{status="{s.value}"}} {events.get(s, 0)}' for s in EventStatus]
-    lines.append("# TYPE rivyahooks_generations gauge")
-    lines += [
-        f'rivyahooks_generations{{status="{s.value}"}} {generations.get(s, 0)}'
-        for s in GenerationStatus
-    ]
-    lines += [
-        "# TYPE rivyahooks_generation_anomalies gauge",
-        f"rivyahooks_generation_anomalies {anomalies or 0}",
-        "# TYPE rivyahooks_outputs_stored gauge",
-        f"rivyahooks_outputs_stored {files}",
-        "# TYPE rivyahooks_output_bytes_stored gauge",
-        f"rivyahooks_output_bytes_stored {int(size)}",
-        "# TYPE rivyahooks_oldest_unprocessed_event_age_seconds gauge",
-        f"rivyahooks_oldest_unprocessed_event_age_seconds {age:.0f}",
-    ]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    """This web process's counters (every gunicorn worker's); needs `Bearer $METRICS_TOKEN`.
+
+    Database gauges are beat's, computed once per interval there, never per scrape here.
+    """
+    if (denied := bearer_denied(state().settings.metrics_token, "metrics_disabled")) is not None:
+        return denied
+    return Response(latest(process_registry()), content_type=CONTENT_TYPE_LATEST)

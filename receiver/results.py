@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -10,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from models.generations import Generation, GenerationStatus
+from receiver.bearer import bearer_denied
 from receiver.responses import json_error
 from receiver.state import state
 
@@ -18,15 +18,7 @@ PAGE_LIMIT = 100
 
 
 def _authorized() -> Response | None:
-    token = state().settings.results_api_token
-    if not token:
-        # No token configured: the API stays closed rather than open to anyone who can reach
-        # the web process.
-        return json_error(404, "results_api_disabled")
-    offered = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
-        return json_error(401, "unauthorized")
-    return None
+    return bearer_denied(state().settings.results_api_token, "results_api_disabled")
 
 
 def generation_document(generation: Generation) -> dict[str, Any]:

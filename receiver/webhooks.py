@@ -13,9 +13,12 @@ from models.events import EventSource, EventStatus
 from models.inbox import insert_event, mark_unsent
 from receiver.responses import json_answer, json_error
 from receiver.state import state
+from rivyahooks.logconfig import bind_contextvars
+from rivyahooks.metrics.web import DELIVERED, DELIVERY_DURATION, SIGNATURE_FAILURES
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.envelope import parse_envelope
 from rivyahooks.rivya.signatures import SignatureError
+from rivyahooks.tracing import annotate, context_headers, traced
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -47,29 +50,37 @@ def _stored_headers() -> dict[str, str]:
 
 @bp.post("/webhooks/rivya")
 @bp.post("/webhooks/rivya/")  # Rivya follows no redirects, so both spellings answer directly
+@DELIVERY_DURATION.time()
+@traced("webhook.receive")
 def receive() -> Response:
     """Take one delivery from Rivya."""
     shared = state()
     try:
         body = _read_body(shared.settings.webhook_max_body_bytes)
     except RequestEntityTooLarge:
+        DELIVERED["too_large"].inc()
         return json_error(413, "body_too_large")
 
     try:
         verified = shared.verifier.verify(dict(request.headers.items()), body)
     except SignatureError as exc:
         log.info("delivery rejected code=%s reason=%s", exc.code, exc.detail)
+        SIGNATURE_FAILURES.labels(exc.code).inc()
+        DELIVERED["rejected"].inc()
         return json_error(401, exc.code)
 
     envelope = parse_envelope(body)
     if verified.webhook_id and envelope.event_id and verified.webhook_id != envelope.event_id:
         # The signed header and the signed body disagree: do not guess which one is the event.
+        DELIVERED["id_mismatch"].inc()
         return json_error(400, "event_id_mismatch")
     event_id = verified.webhook_id or envelope.event_id
     if event_id is None:
         # Only possible without an id header (timestamped-hmac) and with an unreadable body;
         # the body's hash still deduplicates redeliveries of the same bytes.
         event_id = "sha256:" + hashlib.sha256(body).hexdigest()
+    bind_contextvars(event_id=event_id)  # on every line until the request ends
+    annotate(event_id=event_id)
 
     # `enqueued` is written with the row because the publish follows the commit at once; if
     # the publish fails the row goes back to `received`, and if this process dies in between,
@@ -89,20 +100,24 @@ def receive() -> Response:
                 api_version=envelope.api_version,
                 headers=_stored_headers(),
                 secret_fingerprint=shared.secret_fingerprints[verified.secret_index],
+                traceparent=context_headers().get("traceparent"),
                 status_reason=envelope.problem,
             )
     except SQLAlchemyError as exc:
         log.error("database unavailable, delivery refused error=%s", type(exc).__name__)
+        DELIVERED["unavailable"].inc()
         return json_error(
             503, "database_unavailable", **{"Retry-After": str(DATABASE_DOWN_RETRY_AFTER_SECONDS)}
         )
 
     if not created:
         log.info("duplicate delivery event_id=%s", event_id)
+        DELIVERED["duplicate"].inc()
         return json_answer(200, {"status": "duplicate"})
     if status is EventStatus.QUARANTINED:
         # Answered 2xx so Rivya stops retrying: the stored bytes wait for an operator's replay.
         log.warning("event quarantined event_id=%s reason=%s", event_id, envelope.problem)
+        DELIVERED["quarantined"].inc()
         return json_answer(202, {"status": "quarantined"})
 
     if not shared.enqueuer.process_event(event_id):
@@ -113,4 +128,5 @@ def receive() -> Response:
             # Stored all the same; the sweeper re-enqueues it after the visibility window.
             log.warning("could not mark unsent event_id=%s error=%s", event_id, type(exc).__name__)
     log.info("event accepted event_id=%s type=%s", event_id, envelope.event_type)
+    DELIVERED["accepted"].inc()
     return json_answer(202, {"status": "accepted"})

@@ -6,6 +6,7 @@ import click
 from sqlalchemy import Engine
 
 from rivyahooks.commands.events import events, replay, stats
+from rivyahooks.commands.retention import purge
 from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
 from rivyahooks.commands.settings import settings
 from rivyahooks.console import Context, fail, pass_context
@@ -103,6 +104,7 @@ for command in (
     reconcile,
     submit,
     sweep,
+    purge,
     webhooks,
     doctor,
     settings,

@@ -146,6 +146,11 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
         console_readonly_token=secrets.token_urlsafe(24),
         # The demo serves plain http on 127.0.0.1: local development.
         console_secure_cookie=False,
+        # The demo's logs are read by people; production keeps JSON.
+        log_format="console",
+        # No metrics servers: a demo must not depend on free ports beyond its own two.
+        worker_metrics_port=0,
+        beat_metrics_port=0,
     )
     env = {**os.environ, **settings.to_env(), "HOST": "127.0.0.1", "PORT": str(web_port)}
     env.update(WEB_CONCURRENCY="2", WEB_THREADS="4")

@@ -116,6 +116,13 @@ def one_of(*allowed: str) -> Parser:
     return parse
 
 
+def port(name: str, value: str) -> int:
+    number = whole(0)(name, value)
+    if number > 65535:
+        raise SettingsError(f"{name} must be a port number (0 to 65535)")
+    return int(number)
+
+
 def http_url(name: str, value: str) -> str:
     if not value.startswith(("https://", "http://")):
         raise SettingsError(f"{name} must be an http(s) URL")
@@ -357,6 +364,79 @@ class Settings:
         "`DEBUG`, `INFO`, `WARNING` or `ERROR`",
         one_of("DEBUG", "INFO", "WARNING", "ERROR"),
     )
+    # JSON by default: production logs go to a collector that parses them; people running
+    # the service by hand set `console`.
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "json",
+        "`json` (one object per line) or `console` (for people)",
+        one_of("json", "console"),
+    )
+    # Unset keeps the web role's /metrics closed, as with the results API.
+    metrics_token: str = setting(
+        "METRICS_TOKEN",
+        "",
+        "bearer token of the web role's `GET /metrics`; unset: it answers 404",
+        text,
+        secret=True,
+    )
+    metrics_address: str = setting(
+        "METRICS_ADDRESS",
+        "127.0.0.1",
+        "address the worker's and beat's metrics servers listen on (`0.0.0.0` in containers)",
+        text,
+    )
+    worker_metrics_port: int = setting(
+        "WORKER_METRICS_PORT",
+        9101,
+        "port of the worker's `/metrics`; `0`: not served",
+        port,
+    )
+    beat_metrics_port: int = setting(
+        "BEAT_METRICS_PORT",
+        9102,
+        "port of beat's `/metrics` (with the database gauges); `0`: not served",
+        port,
+    )
+    # Counting by status touches an index per status: cheap, but not on every scrape.
+    metrics_database_interval_seconds: int = setting(
+        "METRICS_DATABASE_INTERVAL_SECONDS",
+        30,
+        "at most how often beat recomputes the database gauges",
+        whole(1),
+    )
+    metrics_dir: str = setting(
+        "METRICS_DIR",
+        "",
+        "where each web, worker and beat start makes its own directory of metric files "
+        "(none: the system's temporary directory)",
+        text,
+    )
+    # Rivya retries for 3 days and its event log keeps 30: an event finished longer ago
+    # than both can come back only as a duplicate, which its tombstone still answers.
+    retention_events_days: int = setting(
+        "RETENTION_EVENTS_DAYS",
+        30,
+        "finished events older than this lose their body and row (an id-only tombstone "
+        "stays); `0`: kept forever",
+        whole(0),
+    )
+    retention_results_days: int = setting(
+        "RETENTION_RESULTS_DAYS",
+        0,
+        "finished generations older than this lose their stored files and rows; `0`: kept forever",
+        whole(0),
+    )
+    retention_interval_seconds: int = setting(
+        "RETENTION_INTERVAL_SECONDS", 3600, "how often beat runs the purge", whole(60)
+    )
+    # The standard OpenTelemetry variable; the exporter reads the other OTEL_* ones itself.
+    otel_exporter_otlp_endpoint: str = setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        "OTLP/HTTP collector for traces (needs the `otel` extra); unset: no traces",
+        http_url,
+    )
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed (tests and the demo use it)."""
@@ -485,3 +565,19 @@ def markdown_table() -> str:
         suffix = f" (or `{variable.name}{FILE_SUFFIX}`)" if variable.secret else ""
         lines.append(f"| `{variable.name}`{suffix} | {default} | {variable.meaning} |")
     return "\n".join(lines)
+
+
+def early_value(field: str, environ: Mapping[str, str] | None = None) -> Any:
+    """Return one setting's value, or its default when it is unset or invalid.
+
+    For what a process must decide before its settings are checked (how to log, where its
+    metric files go), so that the check's own failure is still logged the configured way.
+    The full check reports an invalid value; this never raises.
+    """
+    env = os.environ if environ is None else environ
+    variable = next(v for v in VARIABLES if v.field == field)
+    try:
+        raw = _raw_value(env, variable)
+        return variable.default if raw is None else variable.parse(variable.name, raw)
+    except SettingsError:
+        return variable.default

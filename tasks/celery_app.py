@@ -9,7 +9,7 @@ from celery.signals import worker_process_init
 
 from rivyahooks.broker import celery_config
 from rivyahooks.settings import Settings
-from tasks import names
+from tasks import instrumentation, names
 from tasks.runtime import Runtime
 
 
@@ -40,6 +40,10 @@ def create_celery(settings: Settings) -> RivyaCelery:
                 "task": names.RECONCILE,
                 "schedule": float(settings.reconcile_interval_seconds),
             },
+            "purge": {
+                "task": names.PURGE,
+                "schedule": float(settings.retention_interval_seconds),
+            },
         },
     )
     app.runtime = Runtime(settings)
@@ -49,8 +53,10 @@ def create_celery(settings: Settings) -> RivyaCelery:
 
     # weak=False: the closure has no other reference and would be collected at once.
     worker_process_init.connect(reset_after_fork, weak=False)
+    instrumentation.connect(app)
     # Importing registers the tasks with this app (shared_task binds to the current app).
     import tasks.events
-    import tasks.reconcile_task  # noqa: F401
+    import tasks.reconcile_task
+    import tasks.retention_task  # noqa: F401
 
     return app

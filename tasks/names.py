@@ -9,3 +9,4 @@ from typing import Final
 PROCESS_EVENT: Final = "events.process"
 SWEEP_EVENTS: Final = "events.sweep"
 RECONCILE: Final = "reconcile.run"
+PURGE: Final = "retention.purge"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.base import utcnow
 from models.events import EventStatus, WebhookEvent
 from models.generations import GenerationOutput, insert_output
+from rivyahooks.logconfig import bind_contextvars
+from rivyahooks.metrics.worker import (
+    DOWNLOAD_BYTES,
+    DOWNLOAD_DURATION,
+    DOWNLOADS,
+    EVENTS_FINISHED,
+    GENERATION_ANOMALIES,
+)
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.download import download_result
 from rivyahooks.rivya.errors import (
@@ -30,6 +39,7 @@ from rivyahooks.rivya.errors import (
     RivyaNotFound,
 )
 from rivyahooks.settings import Settings
+from rivyahooks.tracing import annotate, traced
 from tasks.generation_state import apply_generation, lock_generation, result_urls
 from tasks.storage import Storage, open_storage, output_key
 
@@ -105,6 +115,7 @@ def process_event(
     task_id = _claim(sessions, event_id)
     if task_id is None:
         return None
+    bind_contextvars(task_id=task_id)
     try:
         with ExitStack() as owned:
             # Building a client loads the CA bundle, which costs more CPU than downloading
@@ -119,7 +130,10 @@ def process_event(
     except PermanentFailure as exc:
         outcome = Outcome(EventStatus.DEAD, str(exc))
     _finish(sessions, event_id, outcome)
-    log.info("event %s %s task_id=%s", event_id, outcome.status.value, task_id)
+    if outcome.status is EventStatus.DEAD:
+        log.error("event %s dead: %s", event_id, outcome.reason)
+    else:
+        log.info("event %s %s task_id=%s", event_id, outcome.status.value, task_id)
     return outcome
 
 
@@ -142,6 +156,8 @@ def _claim(sessions: sessionmaker[Session], event_id: str) -> str | None:
         if event.task_id is None:
             event.transition(EventStatus.PROCESSING)
             event.transition(EventStatus.DEAD, "event has no task id")
+            log.error("event %s dead: event has no task id", event_id)
+            EVENTS_FINISHED.labels(EventStatus.DEAD.value).inc()
             return None
         event.transition(EventStatus.PROCESSING)
         event.attempts += 1
@@ -159,6 +175,7 @@ def _finish(sessions: sessionmaker[Session], event_id: str, outcome: Outcome) ->
         if outcome.status is EventStatus.DEAD:
             event.last_error = outcome.reason
         event.finished_at = utcnow()
+    EVENTS_FINISHED.labels(outcome.status.value).inc()
 
 
 def _record_transient(
@@ -174,6 +191,7 @@ def _record_transient(
             event.transition(EventStatus.DEAD, reason[:2000])
             event.finished_at = utcnow()
             log.error("event %s dead: %s", event_id, reason)
+            EVENTS_FINISHED.labels(EventStatus.DEAD.value).inc()
             return Outcome(EventStatus.DEAD, reason)
         event.transition(EventStatus.FAILED, "transient failure; retry scheduled")
         attempts = event.attempts
@@ -185,6 +203,7 @@ def _record_transient(
 # --- the generation ------------------------------------------------------------------------
 
 
+@traced("rivya.get_generation")
 def _fetch(client: RivyaClient, task_id: str) -> dict[str, Any]:
     try:
         return client.get_generation(task_id)
@@ -221,6 +240,7 @@ def _process_generation(
         raise TransientFailure(f"generation {task_id} is still {status}")
     if anomaly:
         log.error("ALERT generation %s succeeded without results: %s", task_id, anomaly)
+        GENERATION_ANOMALIES.inc()
         return Outcome(EventStatus.PROCESSED, anomaly)
     stored = store_outputs(sessions, settings, client, http, task_id, document)
     return Outcome(EventStatus.PROCESSED, None, stored)
@@ -259,8 +279,10 @@ def store_outputs(
             if refreshes > MAX_URL_REFRESHES:
                 raise TransientFailure(f"result URL {index} keeps expiring") from exc
             log.info("result URL expired task_id=%s index=%d; re-fetching", task_id, index)
+            DOWNLOADS.labels("expired").inc()
             urls = result_urls(_fetch(client, task_id))
         except DownloadError as exc:
+            DOWNLOADS.labels("failed").inc()
             if exc.retryable:
                 raise TransientFailure(
                     f"download {index}: {exc}", getattr(exc, "retry_after", None)
@@ -275,6 +297,7 @@ def store_outputs(
     return stored
 
 
+@traced("result.download")
 def _store_one(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -285,6 +308,8 @@ def _store_one(
     url: str,
 ) -> bool:
     """Download one output, store it and record it; False if another worker won the race."""
+    annotate(task_id=task_id, index=index)
+    started = time.perf_counter()
     with storage.staging(f"{task_id}.{index}") as staged:
         result = download_result(
             url,
@@ -309,4 +334,7 @@ def _store_one(
             storage_key=key,
             source_host=result.host or urlsplit(url).hostname or "",
         )
+    DOWNLOAD_DURATION.observe(time.perf_counter() - started)
+    DOWNLOAD_BYTES.inc(result.size)
+    DOWNLOADS.labels("stored" if created else "already_stored").inc()
     return created

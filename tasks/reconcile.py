@@ -24,6 +24,8 @@ from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, Webhook
 from models.generations import Generation, GenerationStatus
 from models.inbox import insert_event, mark_enqueued
 from models.reconcile import ReconcileState
+from models.tombstones import EventTombstone
+from rivyahooks.metrics.worker import RECONCILE_FOUND
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.envelope import envelope_from_dict
@@ -199,6 +201,10 @@ def _store_page(
         known = set(
             session.scalars(select(WebhookEvent.event_id).where(WebhookEvent.event_id.in_(ids)))
         )
+        # Purged events are known too: their tombstones answer for them.
+        known |= set(
+            session.scalars(select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids)))
+        )
     missing = [e for e in events if isinstance(e.get("id"), str) and e["id"] not in known]
     summary.events_missing += len(missing)
     if dry_run or not missing:
@@ -225,6 +231,7 @@ def _store_page(
                 and not envelope.problem
             ):
                 created.append(envelope.event_id)
+    RECONCILE_FOUND.inc(len(created))
     _enqueue_all(sessions, enqueue, created, summary)
 
 
@@ -302,6 +309,7 @@ def _poll_generations(
                 )
         if number % 50 == 0:
             say(f"polled {number}/{len(task_ids)} unfinished generations")
+    RECONCILE_FOUND.inc(len(recovered))
     _enqueue_all(sessions, enqueue, recovered, summary)
     say(
         f"generations: {summary.generations_polled} polled, "

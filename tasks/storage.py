@@ -52,6 +52,7 @@ class Storage(Protocol):
     def size(self, key: str) -> int: ...
     def path(self, key: str) -> Path: ...
     def remove_stale_partials(self, max_age_seconds: float) -> int: ...
+    def delete(self, key: str) -> None: ...
 
 
 class FileStorage:
@@ -99,6 +100,10 @@ class FileStorage:
         if self.root.resolve() not in target.parents:
             raise ValueError("storage key escapes the storage root")
         return target
+
+    def delete(self, key: str) -> None:
+        """Remove a stored file (retention); a missing one is already what was wanted."""
+        self.path(key).unlink(missing_ok=True)
 
     def _remove_dead_partials(self, safe_label: str) -> None:
         host = _host()

@@ -3,20 +3,30 @@
 celery -A tasks.worker worker
 celery -A tasks.worker beat
 
-A setting these processes cannot run with stops them here, before celery starts: one line
-naming the variable, and exit status 2.
+A setting these processes cannot run with stops them here, before celery starts: one error
+line naming the variable and what to do next, and exit status 2.
 """
 
-from rivyahooks.console import fail_config
-from rivyahooks.logconfig import configure_logging
-from rivyahooks.settings import Settings, SettingsError
-from tasks.celery_app import create_celery
+# prometheus-client fixes its mode when it is first imported, so the metrics directory is
+# chosen before anything that imports it (the prefork children write, the main one serves).
+from rivyahooks.metrics.directory import use_own_metrics_directory
+from rivyahooks.settings import Settings, SettingsError, early_value
 
+use_own_metrics_directory("celery", early_value("metrics_dir"))
+
+import logging  # noqa: E402
+
+from rivyahooks.console import EXIT_CONFIG, FIX_SETTING  # noqa: E402
+from rivyahooks.logconfig import configure_logging  # noqa: E402
+from tasks.celery_app import create_celery  # noqa: E402
+
+# Configured before the settings are checked, so their failure is a line in this format.
+configure_logging(early_value("log_level"), early_value("log_format"), role="celery")
 try:
     settings = Settings.from_env()
     # Without a key every event would fail its first call to Rivya and end `dead`.
     settings.require_api_key()
 except SettingsError as exc:
-    fail_config(str(exc))
-configure_logging(settings.log_level)
+    logging.getLogger(__name__).error("configuration error: %s", exc, extra={"next": FIX_SETTING})
+    raise SystemExit(EXIT_CONFIG) from None
 app = create_celery(settings)

@@ -178,8 +178,16 @@ def test_worker_and_beat_refuse_to_start_without_an_api_key(
     environment["PATH"] = f"{BIN}:{environment['PATH']}"
     line = procfile_roles(ROOT / "Procfile")[role]
     done = run(["bash", "-c", line], environment, tmp_path)
-    assert_one_error(done, 2, "RIVYA_API_KEY")
-    assert "celery@" not in done.stdout + done.stderr  # never got as far as starting
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    # The roles log as JSON (LOG_FORMAT): one error record, naming the variable and the next
+    # step; every other line is a record too.
+    records = [json.loads(line) for line in output.splitlines()]
+    (error,) = [r for r in records if r["level"] == "error"]
+    assert "RIVYA_API_KEY" in error["event"]
+    assert error["next"]
+    assert "Traceback" not in output
+    assert "celery@" not in output  # never got as far as starting
 
 
 # --- doctor: weak secrets ------------------------------------------------------------------

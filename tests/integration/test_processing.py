@@ -221,7 +221,10 @@ def test_download_cut_short_is_retried_and_never_stored(
 
 
 def test_attempts_are_bounded_then_dead(
-    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator,
+    proc_settings: Settings,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="succeeded")
     simulator.wait_terminal([task_id])
@@ -239,3 +242,6 @@ def test_attempts_are_bounded_then_dead(
     assert row.status is EventStatus.DEAD
     assert row.attempts == 2
     assert "gave up after 2 attempts" in (row.status_reason or "")
+    # An operator's alerting reads the log: the death is an error line with its reason.
+    (line,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "evt_d dead: gave up after 2 attempts" in line.getMessage()

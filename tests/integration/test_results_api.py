@@ -1,4 +1,4 @@
-"""What downstream apps and monitoring read: GET /results and GET /metrics."""
+"""What downstream apps read: GET /results."""
 
 from __future__ import annotations
 
@@ -82,13 +82,3 @@ def test_results_list_filters_by_status(settings: Settings, sessions) -> None:  
     assert client.get("/results?status=bogus", headers=auth).status_code == 400
     assert client.get("/results/task_nope", headers=auth).status_code == 404
     app.extensions["rivyahooks"].engine.dispose()
-
-
-def test_metrics_count_events_and_generations(client, sessions) -> None:  # type: ignore[no-untyped-def]
-    seed(sessions)
-    text = client.get("/metrics").get_data(as_text=True)
-    assert 'rivyahooks_events{status="received"} 1' in text
-    assert 'rivyahooks_events{status="quarantined"} 1' in text
-    assert 'rivyahooks_generations{status="failed"} 1' in text
-    assert "rivyahooks_outputs_stored 1" in text
-    assert "rivyahooks_output_bytes_stored 10" in text

@@ -97,7 +97,11 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: f
 
 @contextmanager
 def gunicorn(
-    settings: Settings, workers: int = 2, threads: int = 4, log: Path | None = None
+    settings: Settings,
+    workers: int = 2,
+    threads: int = 4,
+    log: Path | None = None,
+    **extra_env: str,
 ) -> Iterator[str]:
     """Serve the receiver with the Procfile's web command; yield its base URL."""
     port = free_port()
@@ -107,6 +111,7 @@ def gunicorn(
         PORT=str(port),
         WEB_CONCURRENCY=str(workers),
         WEB_THREADS=str(threads),
+        **extra_env,
     )
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
@@ -129,13 +134,18 @@ def gunicorn(
 
 @contextmanager
 def celery_worker(
-    settings: Settings, concurrency: int = 2, log: Path | None = None, beat: bool = False
+    settings: Settings,
+    concurrency: int = 2,
+    log: Path | None = None,
+    beat: bool = False,
+    **extra_env: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a real Celery worker (prefork) on the settings' broker; yield its process."""
-    env = child_env(settings)
+    env = child_env(settings, **extra_env)
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     command = [
         str(BIN / "celery"),
+        "--quiet",  # no banner: every line is a log line (Procfile does the same)
         "-A",
         "tasks.worker",
         "worker",
@@ -158,3 +168,29 @@ def celery_worker(
         stop(process, timeout=30)
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def celery_beat(settings: Settings, schedule: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run the Procfile's beat (a process of its own, unlike `worker --beat`)."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "--quiet",
+                "-A",
+                "tasks.worker",
+                "beat",
+                "--schedule",
+                str(schedule),
+            ],
+            cwd=ROOT,
+            env=child_env(settings),
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            stop(process)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rivyahooks.rivya import contract
-from rivyahooks.settings import VARIABLES, Settings, SettingsError, markdown_table
+from rivyahooks.settings import VARIABLES, Settings, SettingsError, early_value, markdown_table
 from tests.conftest import OTHER_SECRET, SECRET
 
 
@@ -34,6 +34,14 @@ from tests.conftest import OTHER_SECRET, SECRET
         ("RECONCILE_OVERLAP_SECONDS", "-5"),
         ("RECONCILE_POLL_AFTER_SECONDS", "later"),
         ("LOG_LEVEL", "LOUD"),
+        ("LOG_FORMAT", "xml"),
+        ("WORKER_METRICS_PORT", "70000"),
+        ("BEAT_METRICS_PORT", "-1"),
+        ("METRICS_DATABASE_INTERVAL_SECONDS", "0"),
+        ("RETENTION_EVENTS_DAYS", "-1"),
+        ("RETENTION_RESULTS_DAYS", "a month"),
+        ("RETENTION_INTERVAL_SECONDS", "10"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str) -> None:
@@ -184,6 +192,20 @@ def test_secret_from_file(tmp_path: Path) -> None:
     )
     assert settings.webhook_secrets == (SECRET,)
     assert settings.rivya_api_key == "rvya_sk_from_a_file"
+
+
+def test_the_metrics_token_comes_from_a_file_too(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("metrics-token-from-a-file\n")
+    settings = Settings.from_env({"METRICS_TOKEN_FILE": str(tmp_path / "token")})
+    assert settings.metrics_token == "metrics-token-from-a-file"
+    assert "metrics-token-from-a-file" not in repr(settings)
+
+
+def test_early_values_fall_back_to_defaults_instead_of_failing() -> None:
+    # How to log is decided before the settings are checked; the check reports the error.
+    assert early_value("log_format", {"LOG_FORMAT": "console"}) == "console"
+    assert early_value("log_format", {"LOG_FORMAT": "xml"}) == "json"
+    assert early_value("log_level", {}) == "INFO"
 
 
 def test_secret_and_its_file_both_set_is_an_error(tmp_path: Path) -> None:

@@ -1,0 +1,126 @@
+"""The database gauges: what only the database knows, computed in one place (beat).
+
+At most once per METRICS_DATABASE_INTERVAL_SECONDS, on the scrape that finds the last
+values too old; other scrapes get the stored values. Every query reads an index: statuses
+that stay small (unfinished, dead, quarantined) are counted, never the whole table; finished
+events are counted by the worker's rivyahooks_events_finished_total instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.base import utcnow
+from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
+from models.reconcile import ReconcileState
+from rivyahooks.metrics.families import PREFIX
+from tasks.reconcile import STATE_NAME
+
+log = logging.getLogger(__name__)
+COUNTED_STATUSES = tuple(
+    sorted({*UNFINISHED_STATUSES, EventStatus.DEAD, EventStatus.QUARANTINED}, key=str)
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: float  # unix time
+    events: dict[EventStatus, int]
+    oldest_unfinished_age_seconds: float
+    reconcile_last_run: float | None
+    reconcile_checkpoint: float | None
+
+
+def take_snapshot(session: Session) -> Snapshot:
+    """Run the gauges' queries once."""
+    counts = dict(
+        session.execute(
+            select(WebhookEvent.status, func.count())
+            .where(WebhookEvent.status.in_(COUNTED_STATUSES))
+            .group_by(WebhookEvent.status)
+        ).all()
+    )
+    now = utcnow()
+    oldest = session.scalar(
+        select(func.min(WebhookEvent.received_at)).where(
+            WebhookEvent.status.in_(UNFINISHED_STATUSES)
+        )
+    )
+    state = session.get(ReconcileState, STATE_NAME)
+    return Snapshot(
+        taken_at=now.timestamp(),
+        events={status: counts.get(status, 0) for status in COUNTED_STATUSES},
+        oldest_unfinished_age_seconds=0.0 if oldest is None else (now - oldest).total_seconds(),
+        reconcile_last_run=_unix(state.last_run_at) if state else None,
+        reconcile_checkpoint=_unix(state.checkpoint) if state else None,
+    )
+
+
+def _unix(moment: object) -> float | None:
+    return None if moment is None else moment.timestamp()  # type: ignore[attr-defined]
+
+
+class DatabaseGauges(Collector):
+    """A collector that reruns the queries only when its values are older than `interval`."""
+
+    def __init__(self, sessions: sessionmaker[Session], interval_seconds: float) -> None:
+        self._sessions = sessions
+        self._interval = interval_seconds
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._taken_monotonic = 0.0
+
+    def snapshot(self) -> Snapshot | None:
+        """Return fresh enough values, querying when they are too old; None if never read."""
+        with self._lock:
+            due = time.monotonic() - self._taken_monotonic >= self._interval
+            if self._snapshot is None or due:
+                try:
+                    with self._sessions() as session:
+                        self._snapshot = take_snapshot(session)
+                except SQLAlchemyError as exc:
+                    # Old values stay; their timestamp gauge shows how old they are.
+                    log.warning("database gauges not refreshed error=%s", type(exc).__name__)
+                self._taken_monotonic = time.monotonic()
+            return self._snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self.snapshot()
+        if snap is None:
+            return
+        events = GaugeMetricFamily(
+            f"{PREFIX}_events",
+            "Stored events in a status that should stay small: unfinished, dead, quarantined.",
+            labels=["status"],
+        )
+        for status, count in snap.events.items():
+            events.add_metric([status.value], count)
+        yield events
+        yield GaugeMetricFamily(
+            f"{PREFIX}_oldest_unfinished_event_age_seconds",
+            "Age of the oldest event not yet processed (0 when none waits).",
+            value=snap.oldest_unfinished_age_seconds,
+        )
+        for name, value, text in (
+            ("reconcile_last_run", snap.reconcile_last_run, "the reconciler last finished"),
+            ("reconcile_checkpoint", snap.reconcile_checkpoint, "of the reconciler's checkpoint"),
+        ):
+            if value is not None:
+                yield GaugeMetricFamily(
+                    f"{PREFIX}_{name}_timestamp_seconds", f"Unix time {text}.", value=value
+                )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_database_gauges_timestamp_seconds",
+            "Unix time the database gauges were computed.",
+            value=snap.taken_at,
+        )

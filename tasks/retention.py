@@ -1,0 +1,192 @@
+"""Retention: forget finished events (leaving a tombstone) and, if asked, old results.
+
+Only `processed` and `ignored` events go: an unfinished, `dead` or `quarantined` one stays
+whatever its age, since an operator still has to see it. Each purged event leaves its id in
+event_tombstones, which the receiver's insert checks, so a late redelivery or the reconciler
+reading the event log again is answered as a duplicate, never processed twice.
+
+Work is done in small batches, each in short transactions of its own, so no lock is held
+long enough to stall the receiver. Per batch, the tombstones commit before the rows are
+deleted: a delivery racing the purge either still finds the row (a conflict) or already
+finds the tombstone; there is no moment where it finds neither.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import delete, exists, func, literal, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.base import UTCDateTime, utcnow
+from models.db import dialect_insert
+from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
+from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.tombstones import EventTombstone
+from rivyahooks.metrics.worker import PURGED
+from tasks.storage import Storage
+
+log = logging.getLogger(__name__)
+
+PURGEABLE_EVENTS = (EventStatus.PROCESSED, EventStatus.IGNORED)
+FINISHED_GENERATIONS = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
+BATCH = 1000
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PurgeSummary:
+    events_before: str | None = None  # the cutoff, ISO-8601
+    events_purged: int = 0
+    results_before: str | None = None
+    generations_purged: int = 0
+    files_removed: int = 0
+    bytes_removed: int = 0
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _old_events(cutoff: dt.datetime) -> Any:
+    # Reads the (status, updated_at) index: no scan of the whole table.
+    return (WebhookEvent.status.in_(PURGEABLE_EVENTS)) & (WebhookEvent.updated_at < cutoff)
+
+
+def purge_events(
+    sessions: sessionmaker[Session],
+    older_than: dt.timedelta,
+    summary: PurgeSummary,
+    *,
+    batch: int = BATCH,
+    say: Progress | None = None,
+) -> None:
+    """Delete finished events last changed before now - older_than, keeping tombstones."""
+    cutoff = utcnow() - older_than
+    summary.events_before = cutoff.isoformat()
+    if summary.dry_run:
+        with sessions() as session:
+            summary.events_purged = int(
+                session.scalar(select(func.count()).where(_old_events(cutoff))) or 0
+            )
+        return
+    while True:
+        with sessions.begin() as session:
+            ids = list(
+                session.scalars(select(WebhookEvent.id).where(_old_events(cutoff)).limit(batch))
+            )
+            if not ids:
+                return
+            # Copied inside the database: no ids travel back and forth, and the statement
+            # is compiled once, not once per batch of a thousand values.
+            session.execute(
+                dialect_insert(session, EventTombstone)
+                .from_select(
+                    ["event_id", "purged_at"],
+                    select(WebhookEvent.event_id, literal(utcnow(), UTCDateTime())).where(
+                        WebhookEvent.id.in_(ids)
+                    ),
+                )
+                .on_conflict_do_nothing(index_elements=["event_id"])
+            )
+        with sessions.begin() as session:
+            # Checked again: a replay may have moved one of them since.
+            deleted = session.execute(
+                delete(WebhookEvent)
+                .where(WebhookEvent.id.in_(ids))
+                .where(_old_events(cutoff))
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+        summary.events_purged += deleted
+        PURGED.labels("events").inc(deleted)
+        if say:
+            say(f"events: {summary.events_purged} purged")
+        if len(ids) < batch:
+            return
+
+
+def purge_results(
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    older_than: dt.timedelta,
+    summary: PurgeSummary,
+    *,
+    batch: int = BATCH,
+    say: Progress | None = None,
+) -> None:
+    """Delete finished generations last changed before the cutoff, their rows and files.
+
+    A generation that still has an unfinished event is kept: that event would store it anew.
+    Rows go first, then files: a crash in between leaves unreferenced files, never rows
+    pointing at missing ones.
+    """
+    cutoff = utcnow() - older_than
+    summary.results_before = cutoff.isoformat()
+    last_id = 0
+    while True:
+        # Walks the primary key once: generations have no index on updated_at.
+        with sessions.begin() as session:
+            chosen = session.execute(
+                select(Generation.id, Generation.task_id)
+                .where(Generation.id > last_id)
+                .where(Generation.status.in_(FINISHED_GENERATIONS))
+                .where(Generation.updated_at < cutoff)
+                .where(
+                    ~exists().where(
+                        (WebhookEvent.task_id == Generation.task_id)
+                        & WebhookEvent.status.in_(UNFINISHED_STATUSES)
+                    )
+                )
+                .order_by(Generation.id)
+                .limit(batch)
+            ).all()
+            if not chosen:
+                return
+            last_id = chosen[-1][0]
+            task_ids = [task_id for _, task_id in chosen]
+            files = session.execute(
+                select(GenerationOutput.storage_key, GenerationOutput.size_bytes).where(
+                    GenerationOutput.task_id.in_(task_ids)
+                )
+            ).all()
+            if not summary.dry_run:
+                session.execute(
+                    delete(GenerationOutput).where(GenerationOutput.task_id.in_(task_ids))
+                )
+                session.execute(delete(Generation).where(Generation.task_id.in_(task_ids)))
+        summary.generations_purged += len(chosen)
+        summary.files_removed += len(files)
+        summary.bytes_removed += sum(size for _, size in files)
+        if not summary.dry_run:
+            for key, _ in files:
+                storage.delete(key)
+            PURGED.labels("results").inc(len(chosen))
+        if say:
+            say(f"results: {summary.generations_purged} generations, {len(files)} files")
+        if len(chosen) < batch:
+            return
+
+
+def purge(
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    *,
+    events_older_than: dt.timedelta | None,
+    results_older_than: dt.timedelta | None,
+    dry_run: bool = False,
+    batch: int = BATCH,
+    say: Progress | None = None,
+) -> PurgeSummary:
+    """Run both purges (None skips one); return what was, or would be, removed."""
+    summary = PurgeSummary(dry_run=dry_run)
+    if events_older_than is not None:
+        purge_events(sessions, events_older_than, summary, batch=batch, say=say)
+    if results_older_than is not None:
+        purge_results(sessions, storage, results_older_than, summary, batch=batch, say=say)
+    log.info("purge done", extra={"purge": summary.as_dict()})
+    return summary
