@@ -9,6 +9,7 @@ and fail in CI.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,9 +19,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks.webhooks import Webhook
 
 from models.base import Base
 from models.db import make_engine, make_session_factory
@@ -49,17 +50,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session."""
-    services.require("PostgreSQL", services.POSTGRES_ADMIN_URL)
-    name = f"rivyahooks_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(services.POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(services.POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
-    upgrade(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with services.new_postgres_database("rivyahooks_test") as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def empty_postgres() -> Iterator[str]:
+    """A new PostgreSQL database that no migration has touched."""
+    with services.new_postgres_database("rivyahooks_empty") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -202,3 +202,17 @@ def signed_delivery(
     headers = signatures.sign(scheme, [secret], body, webhook_id=webhook_id, timestamp=timestamp)
     headers["Content-Type"] = "application/json"
     return body, headers
+
+
+def reference_signed(event: dict[str, Any], secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
+    """Return (body, headers) of a delivery signed by the Standard Webhooks reference library,
+    an independent oracle for our verifier (and how the deployment tests reach the kit)."""
+    body = json.dumps(event)
+    now = dt.datetime.now(dt.UTC)
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": event["id"],
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(event["id"], now, body),
+    }
+    return body.encode(), headers

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from models.db import make_engine
 from models.migrate import current_revision, drift, head_revision, upgrade
 from rivyahooks.settings import Settings
-from tests.support import services
 from tests.support.processes import BIN, ROOT, child_env
-
-
-@pytest.fixture
-def empty_postgres() -> Iterator[str]:
-    """A new PostgreSQL database that no migration has touched."""
-    services.require("PostgreSQL", services.POSTGRES_ADMIN_URL)
-    name = f"rivyahooks_migrations_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(services.POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(services.POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

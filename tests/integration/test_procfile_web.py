@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import re
 import shlex
@@ -15,12 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from standardwebhooks.webhooks import Webhook
 
 from models.events import WebhookEvent
 from rivyahooks.demo import procfile_roles
 from rivyahooks.settings import Settings
-from tests.conftest import SECRET, make_event
+from tests.conftest import SECRET, make_event, reference_signed
 from tests.support.processes import BIN, ROOT, child_env, free_port, stop, wait_for_http
 
 
@@ -102,22 +99,15 @@ def test_web_line_takes_a_reference_signed_delivery(
     web: str, sessions: sessionmaker[Session]
 ) -> None:
     event = make_event()
-    body = json.dumps(event)
-    now = dt.datetime.now(dt.UTC)
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": event["id"],
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(SECRET).sign(event["id"], now, body),
-    }
+    body, headers = reference_signed(event)
     with httpx.Client(base_url=web, timeout=10, follow_redirects=False) as client:
         assert client.get("/readyz").status_code == 200
-        taken = client.post("/webhooks/rivya", content=body.encode(), headers=headers)
+        taken = client.post("/webhooks/rivya", content=body, headers=headers)
         assert taken.status_code == 202
         assert count(sessions) == 1
 
-        tampered = bytearray(body.encode())
-        position = body.index('"img-1"') + 1
+        tampered = bytearray(body)
+        position = body.index(b'"img-1"') + 1
         tampered[position] ^= 0x01
         refused = client.post("/webhooks/rivya", content=bytes(tampered), headers=headers)
         assert refused.status_code == 401
@@ -125,7 +115,7 @@ def test_web_line_takes_a_reference_signed_delivery(
     with sessions() as session:
         (row,) = session.scalars(select(WebhookEvent))
     assert row.event_id == event["id"]
-    assert row.body == body.encode()
+    assert row.body == body
 
 
 def test_procfile_variables_are_substituted() -> None:

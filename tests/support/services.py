@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -33,3 +38,19 @@ def require(name: str, url: str) -> None:
     if IN_CI:
         pytest.fail(f"{message}; CI must run this test (.ci/run starts the service)")
     pytest.skip(f"{message}; start it to run this test")
+
+
+@contextmanager
+def new_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database named after `prefix`; yield its URL, then drop it."""
+    require("PostgreSQL", POSTGRES_ADMIN_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
