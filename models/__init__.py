@@ -4,6 +4,7 @@ from models import event_pages  # noqa: F401 (declares the console's indexes)
 from models.base import Base
 from models.delivery_counts import DeliveryCount
 from models.events import EventSource, EventStatus, InvalidTransitionError, WebhookEvent
+from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.operator_actions import OperatorAction
 from models.reconcile import ReconcileState
@@ -15,6 +16,7 @@ __all__ = [
     "EventSource",
     "EventStatus",
     "EventTombstone",
+    "FeedCounter",
     "Generation",
     "GenerationOutput",
     "GenerationStatus",

@@ -6,11 +6,21 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, BigId, UTCDateTime, utcnow
 from models.db import dialect_insert
+from models.feed import record_change
 
 
 class GenerationStatus(enum.StrEnum):
@@ -49,6 +59,10 @@ class Generation(Base):
     # Set when a succeeded generation has no result URL: recorded and alerted, not a crash.
     anomaly: Mapped[str | None] = mapped_column(Text)
     results_stored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the generation reached succeeded or failed (Rivya's updated_at of that update).
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Its place in the change feed: taken at commit by every change (see models/feed.py).
+    feed_position: Mapped[int | None] = mapped_column(BigInteger)
     # Set by `rivya-hooks submit`: we created it, so the poller watches it even if no event
     # ever arrives.
     submitted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -58,6 +72,14 @@ class Generation(Base):
 
     outputs: Mapped[list[GenerationOutput]] = relationship(
         back_populates="generation", order_by="GenerationOutput.index"
+    )
+
+    __table_args__ = (
+        # Not unique: the counter already makes positions unique, and updating a column of a
+        # unique index would take a lock that conflicts with inserting an output.
+        Index("ix_generations_feed_position", "feed_position"),
+        # The listing pages newest first, optionally within one status.
+        Index("ix_generations_status_id", "status", "id"),
     )
 
     def __repr__(self) -> str:
@@ -93,4 +115,7 @@ def insert_output(session: Session, **values: Any) -> bool:
         .on_conflict_do_nothing(index_elements=["task_id", "index"])
         .returning(GenerationOutput.id)
     )
-    return session.execute(statement).scalar_one_or_none() is not None
+    created = session.execute(statement).scalar_one_or_none() is not None
+    if created:
+        record_change(session, values["task_id"])
+    return created

@@ -9,7 +9,7 @@ from structlog.contextvars import clear_contextvars
 from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
-from receiver import delivery_counter, health, results, webhooks
+from receiver import contract, delivery_counter, health, results, webhooks
 from receiver.console import install_console
 from receiver.enqueue import Enqueuer
 from receiver.responses import json_error
@@ -56,6 +56,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(results.bp)
+    app.register_blueprint(results.contract_bp)
+    # spectree reads the app's routes to build /openapi.json; its own document and UI
+    # routes are not wanted (ours is /openapi.json), so it is pointed at the app directly.
+    contract.api.app = app
     delivery_counter.install(app, app.extensions["rivyahooks"].sessions)
     install_console(app)
     app.register_error_handler(HTTPException, _json_http_error)

@@ -48,6 +48,6 @@ def metrics() -> Response:
 
     Database gauges are beat's, computed once per interval there, never per scrape here.
     """
-    if (denied := bearer_denied(state().settings.metrics_token, "metrics_disabled")) is not None:
+    if (denied := bearer_denied((state().settings.metrics_token,), "metrics_disabled")) is not None:
         return denied
     return Response(latest(process_registry()), content_type=CONTENT_TYPE_LATEST)

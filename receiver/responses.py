@@ -15,6 +15,7 @@ def json_answer(status: int, body: dict[str, Any], **headers: str) -> Response:
     return response
 
 
-def json_error(status: int, code: str, **headers: str) -> Response:
-    """Return the receiver's error shape, {"error": {"code": ...}}."""
-    return json_answer(status, {"error": {"code": code}}, **headers)
+def json_error(status: int, code: str, message: str | None = None, **headers: str) -> Response:
+    """Return the error envelope, {"error": {"code": ..., "message": ...}} (message optional)."""
+    error = {"code": code} if message is None else {"code": code, "message": message}
+    return json_answer(status, {"error": error}, **headers)

@@ -1,100 +1,281 @@
-"""GET /results: what downstream apps read about generations and their stored files."""
+"""The results API: what downstream apps read about generations and their stored files.
+
+GET /results/feed        changes in commit order, from a cursor (long-poll with `wait`)
+GET /results             generations, newest first
+GET /results/<task_id>   one generation
+GET /results/<task_id>/outputs/<index>   one stored file (or a redirect to a signed URL)
+GET /openapi.json        this API's OpenAPI 3.1 document (public: it holds no data)
+
+Every route but the document needs `Authorization: Bearer <one of RESULTS_API_TOKENS>`.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
+from urllib.parse import quote
 
-from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from flask import Blueprint, Response, jsonify, redirect, request
+from pydantic import BaseModel
+from spectree import Response as Answers
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import joinedload
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.wsgi import FileWrapper
 
-from models.generations import Generation, GenerationStatus
+from models.generations import Generation, GenerationOutput, GenerationStatus
 from receiver.bearer import bearer_denied
+from receiver.contract import (
+    ErrorBody,
+    FeedEntry,
+    FeedPage,
+    FeedQuery,
+    GenerationDocument,
+    GenerationError,
+    ListPage,
+    ListQuery,
+    OutputDocument,
+    api,
+)
 from receiver.responses import json_error
 from receiver.state import state
+from storage import download_name, open_storage
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("results", __name__)
-PAGE_LIMIT = 100
+contract_bp = Blueprint("contract", __name__)
+
+# How often a long-poll looks for a change: one indexed query per waiter per interval.
+FEED_POLL_SECONDS = 0.5
+FILE_BLOCK_BYTES = 64 * 1024
+DENIED = {
+    "HTTP_401": (ErrorBody, "Missing or wrong bearer token."),
+    "HTTP_404": (ErrorBody, "Not found, or the API is closed (no RESULTS_API_TOKENS)."),
+}
 
 
+@bp.before_request
 def _authorized() -> Response | None:
-    return bearer_denied(state().settings.results_api_token, "results_api_disabled")
+    return bearer_denied(state().settings.results_tokens(), "results_api_disabled")
 
 
-def generation_document(generation: Generation) -> dict[str, Any]:
-    """Return the public JSON form of a generation and its stored outputs."""
-    return {
-        "task_id": generation.task_id,
-        "model": generation.model,
-        "status": generation.status.value,
-        "reserved_credits": generation.reserved_credits,
-        "final_credits": generation.final_credits,
-        "error": (
-            {"code": generation.error_code, "message": generation.error_message}
+def _document(
+    generation: Generation, model: type[GenerationDocument] = GenerationDocument, **extra: Any
+) -> GenerationDocument:
+    return model(
+        task_id=generation.task_id,
+        model=generation.model,
+        status=generation.status.value,
+        reserved_credits=generation.reserved_credits,
+        final_credits=generation.final_credits,
+        error=(
+            GenerationError(code=generation.error_code, message=generation.error_message)
             if generation.error_code or generation.error_message
             else None
         ),
-        "anomaly": generation.anomaly,
-        "results_stored_at": _iso(generation.results_stored_at),
-        "updated_at": _iso(generation.rivya_updated_at),
-        "outputs": [
-            {
-                "index": output.index,
-                "content_type": output.content_type,
-                "size_bytes": output.size_bytes,
-                "sha256": output.sha256,
-                "storage_key": output.storage_key,
-                "stored_at": _iso(output.stored_at),
-            }
+        anomaly=generation.anomaly,
+        created_at=generation.rivya_created_at or generation.first_seen_at,
+        submitted_at=generation.submitted_at,
+        finished_at=generation.finished_at,
+        results_stored_at=generation.results_stored_at,
+        updated_at=generation.rivya_updated_at,
+        outputs=[
+            OutputDocument(
+                index=output.index,
+                content_type=output.content_type,
+                size_bytes=output.size_bytes,
+                sha256=output.sha256,
+                filename=download_name(output.task_id, output.index, output.content_type),
+                url=f"/results/{quote(output.task_id, safe='')}/outputs/{output.index}",
+                storage_key=output.storage_key,
+                stored_at=output.stored_at,
+            )
             for output in generation.outputs
         ],
-    }
+        **extra,
+    )
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
+def _json(model: BaseModel) -> Response:
+    return Response(model.model_dump_json(), mimetype="application/json")
 
 
-@bp.get("/results/<task_id>")
-def get_result(task_id: str) -> Response:
-    """Return one generation with its outputs."""
-    if (denied := _authorized()) is not None:
-        return denied
+def _with_outputs(query: Select[Generation]) -> Select[Generation]:
+    # One statement with a join, not a second query: on PostgreSQL each statement has its
+    # own snapshot, and a document must not mix two moments.
+    return query.options(joinedload(Generation.outputs))
+
+
+# --- the change feed -------------------------------------------------------------------
+
+
+def _feed_rows(after: int, limit: int) -> list[Generation]:
+    query = (
+        select(Generation)
+        .where(Generation.feed_position > after)
+        .order_by(Generation.feed_position)
+        .limit(limit + 1)
+    )
     with state().sessions() as session:
-        generation = session.scalars(
-            select(Generation)
-            .where(Generation.task_id == task_id)
-            .options(selectinload(Generation.outputs))
-        ).one_or_none()
-        if generation is None:
-            return json_error(404, "not_found")
-        return jsonify(generation_document(generation))
+        return list(session.scalars(_with_outputs(query)).unique())
+
+
+@bp.get("/results/feed")
+@api.validate(query=FeedQuery, resp=Answers(HTTP_200=FeedPage, **DENIED), tags=["results"])
+def feed() -> Response:
+    """Changes in the order they were committed, after a cursor.
+
+    Each generation appears at its latest change with its whole document. An app that
+    stores `next_cursor` and asks again sees every later change exactly once and never
+    skips one. With `wait`, an empty answer is held until something changes (at most
+    `wait` seconds).
+    """
+    query = FeedQuery.model_validate(request.args.to_dict())
+    after = int(query.after or 0)
+    rows = _feed_rows(after, query.limit)
+    waiters = state().waiters
+    if not rows and query.wait and waiters.try_enter(state().settings.results_feed_max_waiters):
+        try:
+            deadline = time.monotonic() + query.wait
+            while not rows and time.monotonic() < deadline:
+                time.sleep(min(FEED_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+                rows = _feed_rows(after, query.limit)
+        finally:
+            waiters.leave()
+    page = rows[: query.limit]
+    entries = [_document(g, FeedEntry, cursor=str(g.feed_position)) for g in page]
+    return _json(
+        FeedPage(
+            object="list",
+            data=entries,  # type: ignore[arg-type]
+            next_cursor=entries[-1].cursor if entries else query.after,  # type: ignore[attr-defined]
+            has_more=len(rows) > query.limit,
+        )
+    )
+
+
+# --- generations -----------------------------------------------------------------------
 
 
 @bp.get("/results")
+@api.validate(query=ListQuery, resp=Answers(HTTP_200=ListPage, **DENIED), tags=["results"])
 def list_results() -> Response:
-    """Return generations, newest first, paged by `before` (an internal id)."""
-    if (denied := _authorized()) is not None:
-        return denied
-    query = (
-        select(Generation)
-        .options(selectinload(Generation.outputs))
-        .order_by(Generation.id.desc())
-        .limit(PAGE_LIMIT)
-    )
-    status = request.args.get("status")
-    if status:
-        if status not in {s.value for s in GenerationStatus}:
-            return json_error(400, "invalid_status")
-        query = query.where(Generation.status == GenerationStatus(status))
-    before = request.args.get("before", type=int)
-    if before:
-        query = query.where(Generation.id < before)
+    """Generations, newest first; page with `before`. To follow changes, use the feed."""
+    query = ListQuery.model_validate(request.args.to_dict())
+    statement = select(Generation).order_by(Generation.id.desc()).limit(query.limit + 1)
+    if query.status is not None:
+        statement = statement.where(Generation.status == GenerationStatus(query.status))
+    if query.before is not None:
+        statement = statement.where(Generation.id < query.before)
+    if query.since is not None:
+        created = func.coalesce(Generation.rivya_created_at, Generation.first_seen_at)
+        statement = statement.where(created >= query.since)
     with state().sessions() as session:
-        rows = list(session.scalars(query))
-        return jsonify(
-            {
-                "data": [generation_document(g) for g in rows],
-                "next_before": rows[-1].id if len(rows) == PAGE_LIMIT else None,
-            }
+        rows = list(session.scalars(_with_outputs(statement)).unique())
+    page = rows[: query.limit]
+    has_more = len(rows) > query.limit
+    return _json(
+        ListPage(
+            object="list",
+            data=[_document(g) for g in page],
+            next_before=page[-1].id if has_more else None,
+            has_more=has_more,
         )
+    )
+
+
+@bp.get("/results/<task_id>")
+@api.validate(resp=Answers(HTTP_200=GenerationDocument, **DENIED), tags=["results"])
+def get_result(task_id: str) -> Response:
+    """One generation with its stored outputs."""
+    with state().sessions() as session:
+        generation = (
+            session.scalars(_with_outputs(select(Generation).where(Generation.task_id == task_id)))
+            .unique()
+            .one_or_none()
+        )
+    if generation is None:
+        return json_error(404, "not_found")
+    return _json(_document(generation))
+
+
+# --- files -----------------------------------------------------------------------------
+
+
+@bp.get("/results/<task_id>/outputs/<int:index>")
+@api.validate(
+    resp=Answers(
+        HTTP_200=(None, "The file; `ETag` is its sha256, `Range` is honoured."),
+        HTTP_206=(None, "The requested range of the file."),
+        HTTP_302=(None, "Object storage: the file at a short-lived signed URL."),
+        HTTP_304=(None, "`If-None-Match` matched the sha256."),
+        HTTP_416=(ErrorBody, "The range lies outside the file."),
+        **DENIED,
+    ),
+    tags=["results"],
+    # spectree would read the whole body to validate it; a file is streamed untouched.
+    skip_validation=True,
+)
+def get_output(task_id: str, index: int) -> Any:
+    """One stored file: streamed with ETag, Range and a file name, or a signed URL."""
+    settings = state().settings
+    with state().sessions() as session:
+        output = session.scalars(
+            select(GenerationOutput).where(
+                GenerationOutput.task_id == task_id, GenerationOutput.index == index
+            )
+        ).one_or_none()
+    if output is None:
+        return json_error(404, "not_found")
+    storage = open_storage(settings)
+    filename = download_name(task_id, index, output.content_type)
+    content_type = output.content_type or "application/octet-stream"
+    if settings.results_file_delivery == "redirect":
+        url = storage.signed_url(
+            output.storage_key,
+            filename=filename,
+            content_type=content_type,
+            seconds=settings.results_signed_url_seconds,
+        )
+        if url is not None:
+            answer = redirect(url, 302)
+            answer.headers["Cache-Control"] = "no-store"
+            return answer
+    try:
+        handle = storage.open(output.storage_key)
+    except FileNotFoundError:
+        log.error("stored file missing task_id=%s index=%d", task_id, index)
+        return json_error(500, "file_missing")
+    answer = Response(
+        FileWrapper(handle, FILE_BLOCK_BYTES), mimetype=content_type, direct_passthrough=True
+    )
+    answer.content_length = output.size_bytes
+    answer.set_etag(output.sha256)
+    answer.headers.set("Content-Disposition", "attachment", filename=filename)
+    # The type comes from the result host: never let a browser sniff it into HTML.
+    answer.headers["X-Content-Type-Options"] = "nosniff"
+    # The bytes under this URL never change once stored; only the token holder may cache.
+    answer.cache_control.private = True
+    answer.cache_control.max_age = 86400
+    try:
+        answer = answer.make_conditional(
+            request.environ, accept_ranges=True, complete_length=output.size_bytes
+        )
+    except RequestedRangeNotSatisfiable:
+        handle.close()
+        return json_error(
+            416, "range_not_satisfiable", **{"Content-Range": f"bytes */{output.size_bytes}"}
+        )
+    if answer.status_code == 304:
+        handle.close()
+    # A tuple, not the Response: spectree materialises a Response's body to inspect it,
+    # and the body here may be gigabytes.
+    return answer.response, answer.status_code, answer.headers
+
+
+@contract_bp.get("/openapi.json")
+def openapi() -> Response:
+    """This API's OpenAPI 3.1 document, generated from the code."""
+    return jsonify(api.spec)

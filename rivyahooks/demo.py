@@ -146,6 +146,8 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
         console_readonly_token=secrets.token_urlsafe(24),
         # The demo serves plain http on 127.0.0.1: local development.
         console_secure_cookie=False,
+        # The demo's own read token: the web role serves the results API with it.
+        results_api_tokens=(secrets.token_urlsafe(24),),
         # The demo's logs are read by people; production keeps JSON.
         log_format="console",
         # No metrics servers: a demo must not depend on free ports beyond its own two.
@@ -209,7 +211,9 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
         _wait_until(
             "the receiver", lambda: _http_ok(f"http://127.0.0.1:{web_port}/healthz"), processes, 30
         )
-        status = _exercise(settings, processes, generations, started)
+        status = _exercise(
+            settings, processes, generations, started, f"http://127.0.0.1:{web_port}"
+        )
         if keep_running and status == 0:
             _serve_console(settings, web_port, processes)
         return status
@@ -241,7 +245,9 @@ def _serve_console(settings: Settings, web_port: int, processes: Processes) -> N
         _say(f"stopped keeping the demo running: {exc}")
 
 
-def _exercise(settings: Settings, processes: Processes, count: int, started: float) -> int:
+def _exercise(
+    settings: Settings, processes: Processes, count: int, started: float, web_url: str
+) -> int:
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     client = RivyaClient.from_settings(settings)
@@ -311,6 +317,7 @@ def _exercise(settings: Settings, processes: Processes, count: int, started: flo
     client.close()
     engine.dispose()
     click.echo(report.text)
+    click.echo(_show_results_api(web_url, settings.results_api_tokens[0]))
     click.echo(f"\nfinished in {time.monotonic() - started:.0f} s")
     if report.problems:
         for problem in report.problems:
@@ -318,6 +325,34 @@ def _exercise(settings: Settings, processes: Processes, count: int, started: flo
         return 1
     click.echo("every generation is accounted for")
     return 0
+
+
+def _show_results_api(web_url: str, token: str) -> str:
+    """Read the results as an app does; return the two requests and what they answered."""
+    auth = {"Authorization": f"Bearer {token}"}
+    feed_url = f"{web_url}/results/feed?after=&limit=1"
+    page = httpx.get(feed_url, headers=auth, timeout=10).json()
+    (entry,) = page["data"]
+    listing = httpx.get(f"{web_url}/results?status=succeeded&limit=1", headers=auth, timeout=10)
+    output = listing.json()["data"][0]["outputs"][0]
+    file_url = f"{web_url}{output['url']}"
+    answer = httpx.get(file_url, headers=auth, timeout=10)
+    return "\n".join(
+        [
+            "",
+            "How an app reads its results (a token of RESULTS_API_TOKENS; the web role serves):",
+            f'  curl -H "Authorization: Bearer $TOKEN" "{feed_url}"',
+            f'  -> {{"data": [{{"task_id": "{entry["task_id"]}", "status": "{entry["status"]}", '
+            f'"outputs": [...], "cursor": "{entry["cursor"]}", ...}}], '
+            f'"next_cursor": "{page["next_cursor"]}", '
+            f'"has_more": {str(page["has_more"]).lower()}}}',
+            f'  curl -OJ -H "Authorization: Bearer $TOKEN" "{file_url}"',
+            f"  -> {answer.status_code}, {len(answer.content)} bytes, "
+            f"{answer.headers.get('Content-Type')}, ETag {answer.headers.get('ETag')}, "
+            f"saved as {output['filename']}",
+            f"  (TOKEN={token} in this demo; the API's description: {web_url}/openapi.json)",
+        ]
+    )
 
 
 @dataclass

@@ -195,6 +195,21 @@ def _render(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def storage_url(name: str, value: str) -> str:
+    if value.startswith("file://") and value != "file://":
+        return value
+    if value.startswith("s3://"):
+        bucket = value.removeprefix("s3://").split("/", 1)[0]
+        if bucket:
+            return value
+    raise SettingsError(f"{name} must be file://DIRECTORY or s3://BUCKET[/PREFIX]")
+
+
+def api_tokens(_name: str, value: str) -> tuple[str, ...]:
+    # Tokens keep their case; `rivya-hooks doctor` flags short ones (guessable).
+    return tuple(t.strip() for t in value.split(",") if t.strip())
+
+
 BROKER_SCHEMES = ("redis://", "rediss://", "sqla+sqlite://")
 
 
@@ -308,7 +323,19 @@ class Settings:
         "RIVYA_DOWNLOAD_MAX_BYTES", 8 * 1024**3, "largest result file accepted", whole(1)
     )
     storage_url: str = setting(
-        "STORAGE_URL", "file://var/results", "where result files are stored", text
+        "STORAGE_URL",
+        "file://var/results",
+        "where result files are stored: `file://DIR`, or `s3://BUCKET/PREFIX` for S3 and "
+        "S3-compatible stores (endpoint and credentials from the usual `AWS_*` variables)",
+        storage_url,
+    )
+    # S3 accepts parts of 5 MiB to 5 GiB, at most 10,000 per object.
+    storage_part_bytes: int = setting(
+        "STORAGE_PART_BYTES",
+        16 * 1024 * 1024,
+        "object storage: bytes per multipart upload part, held in memory by each download "
+        "(at least 5 MiB)",
+        whole(5 * 1024 * 1024),
     )
     reconcile_interval_seconds: int = setting(
         "RECONCILE_INTERVAL_SECONDS", 300, "how often beat runs the reconciler", whole(1)
@@ -326,10 +353,19 @@ class Settings:
         whole(0),
     )
     # Unset keeps that API closed rather than open to anyone who can reach the web process.
+    results_api_tokens: tuple[str, ...] = setting(
+        "RESULTS_API_TOKENS",
+        (),
+        "comma-separated bearer tokens of the results API, all accepted (rotation); "
+        "none: the API is closed",
+        api_tokens,
+        secret=True,
+    )
+    # The single token of earlier versions keeps working, as one more accepted token.
     results_api_token: str = setting(
         "RESULTS_API_TOKEN",
         "",
-        "bearer token of `GET /results`; unset: the API is closed",
+        "one more accepted token (earlier configurations); prefer `RESULTS_API_TOKENS`",
         text,
         secret=True,
     )
@@ -357,6 +393,27 @@ class Settings:
         "mark the console's session cookie `Secure` (HTTPS only); `false` only for local "
         "development over plain http",
         flag,
+    )
+    results_file_delivery: str = setting(
+        "RESULTS_FILE_DELIVERY",
+        "redirect",
+        "object storage only: `redirect` to a signed URL, or `proxy` the bytes through the "
+        "web process (file storage always streams)",
+        one_of("redirect", "proxy"),
+    )
+    results_signed_url_seconds: int = setting(
+        "RESULTS_SIGNED_URL_SECONDS",
+        300,
+        "lifetime of the signed URLs the file endpoint redirects to",
+        whole(10),
+    )
+    # Each long-poll holds one of the web process's WEB_THREADS threads for up to `wait`
+    # seconds; past this many waiters a request answers at once instead of waiting.
+    results_feed_max_waiters: int = setting(
+        "RESULTS_FEED_MAX_WAITERS",
+        2,
+        "long-polls of `GET /results/feed` one web process holds at once; more answer at once",
+        whole(0),
     )
     log_level: str = setting(
         "LOG_LEVEL",
@@ -475,6 +532,11 @@ class Settings:
                 "Create a key in the Rivya dashboard and export RIVYA_API_KEY."
             )
         return self.rivya_api_key
+
+    def results_tokens(self) -> tuple[str, ...]:
+        """Return every accepted results API token."""
+        single = (self.results_api_token,) if self.results_api_token else ()
+        return self.results_api_tokens + single
 
     def storage_root(self) -> Path:
         """Return the directory of a file:// STORAGE_URL."""

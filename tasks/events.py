@@ -12,9 +12,9 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from storage import remove_abandoned_uploads
 from tasks import names
 from tasks.processing import RetryLater, process_event
-from tasks.storage import open_storage
 from tasks.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,4 @@ def sweep_events(self: Task) -> None:
     sweep(
         runtime.sessions, runtime.settings, lambda event_id: send_process_event(self.app, event_id)
     )
-    # Partial downloads of killed workers: none can still be written past the visibility
-    # window, since no task runs longer.
-    open_storage(runtime.settings).remove_stale_partials(
-        runtime.settings.task_visibility_timeout_seconds
-    )
+    remove_abandoned_uploads(runtime.settings)

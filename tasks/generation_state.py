@@ -7,10 +7,11 @@ import logging
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from models.base import utcnow
 from models.db import dialect_insert
+from models.feed import record_change
 from models.generations import Generation, GenerationStatus
 from rivyahooks.rivya.client import parse_timestamp
 
@@ -102,12 +103,30 @@ def apply_generation(generation: Generation, document: dict[str, Any]) -> bool:
         generation.error_code = "unknown"
     if status is GenerationStatus.SUCCEEDED and not result_urls(document):
         generation.anomaly = "succeeded with no result URL"
+    if status.terminal and generation.finished_at is None:
+        generation.finished_at = updated_at or utcnow()
+    _changed(generation)
     return True
+
+
+def _changed(generation: Generation) -> None:
+    session = object_session(generation)
+    if session is not None:  # a generation outside any session is not stored, nor in the feed
+        record_change(session, generation.task_id)
+
+
+def mark_results_stored(generation: Generation) -> None:
+    """Record that every output of the generation is stored."""
+    if generation.results_stored_at is None:
+        generation.results_stored_at = utcnow()
+        _changed(generation)
 
 
 def record_submitted(session: Session, document: dict[str, Any]) -> Generation:
     """Record a generation we just created, so the poller covers it even if no event comes."""
     generation = lock_generation(session, str(document["id"]))
     apply_generation(generation, document)
-    generation.submitted_at = generation.submitted_at or utcnow()
+    if generation.submitted_at is None:
+        generation.submitted_at = utcnow()
+        _changed(generation)
     return generation

@@ -40,8 +40,13 @@ from rivyahooks.rivya.errors import (
 )
 from rivyahooks.settings import Settings
 from rivyahooks.tracing import annotate, traced
-from tasks.generation_state import apply_generation, lock_generation, result_urls
-from tasks.storage import Storage, open_storage, output_key
+from storage import Storage, open_storage, output_key
+from tasks.generation_state import (
+    apply_generation,
+    lock_generation,
+    mark_results_stored,
+    result_urls,
+)
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +297,8 @@ def store_outputs(
     with sessions.begin() as session:
         generation = lock_generation(session, task_id)
         count = session.scalar(select(func.count()).where(GenerationOutput.task_id == task_id))
-        if (count or 0) >= len(urls) and generation.results_stored_at is None:
-            generation.results_stored_at = utcnow()
+        if (count or 0) >= len(urls):
+            mark_results_stored(generation)
     return stored
 
 
@@ -313,14 +318,14 @@ def _store_one(
     with storage.staging(f"{task_id}.{index}") as staged:
         result = download_result(
             url,
-            staged.path,
+            staged,
             allowed_hosts=settings.download_allowed_hosts,
             max_bytes=settings.download_max_bytes,
             timeout_seconds=settings.rivya_http_timeout_seconds,
             http_client=http,
         )
-        key = output_key(task_id, index, result.sha256)
-        storage.commit(staged, key)
+        key = output_key(task_id, index, result.sha256, result.content_type)
+        storage.commit(staged, key, result.content_type)
     with sessions.begin() as session:
         # The unique (task_id, index) constraint decides a race between two events of the
         # same generation: the loser's insert does nothing, and its file is the same file.

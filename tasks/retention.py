@@ -28,7 +28,7 @@ from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.tombstones import EventTombstone
 from rivyahooks.metrics.worker import PURGED
-from tasks.storage import Storage
+from storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import datetime as dt
 
 from celery import Task, shared_task
 
+from storage import open_storage
 from tasks import names
 from tasks.retention import purge
-from tasks.storage import open_storage
 
 
 def _days(days: int) -> dt.timedelta | None:

@@ -29,7 +29,9 @@ from models.migrate import upgrade
 from receiver import create_app
 from rivyahooks.rivya import contract, signatures
 from rivyahooks.settings import Settings
+from storage import storage_cache_clear
 from tests.support import services
+from tests.support.s3server import S3Server, moto_reset, s3_server
 
 SECRET = "whsec_" + base64.b64encode(b"rivya-hooks test secret, 32 byte").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another secret for rotation tests").decode()
@@ -130,6 +132,28 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if services.IN_CI or services.reachable(services.REDIS_URL):
         return str(request.getfixturevalue("redis_url"))
     return f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+
+
+# --- object storage ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server, one process for the whole session."""
+    with s3_server(log=tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server_session: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """The S3 server, emptied, with this process's AWS variables pointing at it."""
+    moto_reset(s3_server_session)
+    for name, value in s3_server_session.environ().items():
+        monkeypatch.setenv(name, value)
+    # Storage objects are kept per process and URL; the next one must read these variables.
+    storage_cache_clear()
+    yield s3_server_session
+    storage_cache_clear()
 
 
 # --- settings and app --------------------------------------------------------------------

@@ -19,7 +19,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -27,6 +26,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import FileWrapper
 
 from models.base import utcnow
 from models.event_pages import Cursor, EventFilter, event_page, selected_event_ids
@@ -43,9 +43,7 @@ from receiver.console.access import (
 from receiver.console.redact import redact_text, shown_body, shown_headers
 from receiver.console.timeline import timeline
 from receiver.state import state
-
-# The storage-reading code the worker writes with; it loads no worker or Celery code.
-from tasks.storage import open_storage
+from storage import download_name, open_storage
 
 log = logging.getLogger(__name__)
 bp = Blueprint(
@@ -57,6 +55,7 @@ bp = Blueprint(
 )
 
 PAGE_SIZE = 50
+FILE_BLOCK_BYTES = 64 * 1024
 # Only these are shown inline as previews; anything else (SVG, HTML) is a download, since a
 # stored file is whatever Rivya's URL returned.
 PREVIEW_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -438,7 +437,12 @@ def generation_detail(task_id: str) -> ResponseReturnValue:
 
 @bp.get("/generations/<task_id>/outputs/<int:index>")
 def output_file(task_id: str, index: int) -> ResponseReturnValue:
-    """Serve a stored output to the console's session: inline for images, else a download."""
+    """Serve a stored output to the console's session: inline for images, else a download.
+
+    Read through the same storage code as the results API, but always streamed by this
+    process: a redirect to object storage would put a signed URL in the operator's browser
+    and leave the console's own origin (its CSP allows images from itself only).
+    """
     with state().sessions() as session:
         output = session.scalars(
             select(GenerationOutput).where(
@@ -448,19 +452,20 @@ def output_file(task_id: str, index: int) -> ResponseReturnValue:
     if output is None:
         abort(404, "no such output")
     try:
-        path = open_storage(state().settings).path(output.storage_key)
-    except ValueError:
-        abort(404, "no such output")
-    if not path.is_file():
+        handle = open_storage(state().settings).open(output.storage_key)
+    except (FileNotFoundError, ValueError):
         abort(404, "the stored file is missing")
     inline = output.content_type in PREVIEW_TYPES and not request.args.get("download")
-    response = send_file(
-        path,
+    response = Response(
+        FileWrapper(handle, FILE_BLOCK_BYTES),
         mimetype=output.content_type if inline else "application/octet-stream",
-        as_attachment=not inline,
-        download_name=f"{task_id}-{index}",
-        conditional=True,
-        max_age=0,
+        direct_passthrough=True,
+    )
+    response.content_length = output.size_bytes
+    response.headers.set(
+        "Content-Disposition",
+        "inline" if inline else "attachment",
+        filename=download_name(task_id, index, output.content_type),
     )
     # Even an image is served as if it were hostile: no scripts, no sniffing.
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"

@@ -70,8 +70,8 @@ def purge(
     redelivery of a purged event a duplicate. Beat runs the same purge every
     RETENTION_INTERVAL_SECONDS with the RETENTION_* settings.
     """
+    from storage import open_storage
     from tasks.retention import purge as run
-    from tasks.storage import open_storage
 
     settings = ctx.settings
     events = older_than or _setting_age(settings.retention_events_days)

@@ -299,12 +299,17 @@ def _doctor_secrets(settings: Settings, check: Checks) -> None:
             register,
             config=True,
         )
-    token = settings.results_api_token
-    if token:
+    named = [
+        (f"results API token #{n}", f"RESULTS_API_TOKENS token #{n}", token)
+        for n, token in enumerate(settings.results_api_tokens, start=1)
+    ]
+    if settings.results_api_token:
+        named.append(("results API token", "RESULTS_API_TOKEN", settings.results_api_token))
+    for name, where, token in named:
         check(
-            "results API token",
+            name,
             len(token) >= MIN_TOKEN_CHARACTERS,
-            f"RESULTS_API_TOKEN has {len(token)} characters",
+            f"{where} has {len(token)} characters",
             f"use at least {MIN_TOKEN_CHARACTERS} random characters "
             "(`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
             config=True,

@@ -7,8 +7,10 @@ Result URLs come from Rivya's responses and webhooks, so they are treated as unt
   `allowed_hosts` (the simulator on http://127.0.0.1, for example);
 - no Authorization header ever (a separate client without the API key), no cookies, no
   redirects (a 3xx is an error: following it would need the policy checked again);
-- the body is streamed to `dest` in chunks with its sha256 and size computed on the way, the
-  size bounded by `max_bytes`, and compared with Content-Length at the end.
+- the body is streamed to a sink (anything with `write(bytes)`: a file, an upload) in chunks
+  with its sha256 and size computed on the way, the size bounded by `max_bytes`, and
+  compared with Content-Length at the end. On an error the sink holds a partial body: the
+  caller discards it.
 
 Known gap: the host is resolved for the check and again by the connection, so a DNS answer
 that changes between the two (rebinding) is not caught; pinning the checked address would
@@ -22,8 +24,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,9 +43,15 @@ from rivyahooks.rivya.errors import (
 Resolver = Callable[[str, int], Iterable[str]]
 
 
+class Sink(Protocol):
+    """Where the body goes, chunk by chunk."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 @dataclass(frozen=True)
 class DownloadResult:
-    """What was written to `dest`."""
+    """What was written to the sink."""
 
     sha256: str
     size: int
@@ -131,7 +138,7 @@ def check_url(
 
 def download_result(
     url: str,
-    dest: Path,
+    sink: Sink,
     *,
     allowed_hosts: Iterable[str],
     max_bytes: int,
@@ -139,17 +146,14 @@ def download_result(
     http_client: httpx.Client | None = None,
     resolve: Resolver = resolve_addresses,
 ) -> DownloadResult:
-    """Stream `url` into `dest`; on any error `dest` is removed and a DownloadError raised."""
+    """Stream `url` into `sink`; raise a DownloadError (or DisallowedURLError) on failure."""
     host = check_url(url, allowed_hosts, resolve)
     own_client = http_client is None
     client = http_client or httpx.Client(
         follow_redirects=False, timeout=httpx.Timeout(timeout_seconds)
     )
     try:
-        return _stream(client, url, dest, host, max_bytes, timeout_seconds)
-    except BaseException:
-        dest.unlink(missing_ok=True)
-        raise
+        return _stream(client, url, sink, host, max_bytes, timeout_seconds)
     finally:
         if own_client:
             client.close()
@@ -158,7 +162,7 @@ def download_result(
 def _stream(
     client: httpx.Client,
     url: str,
-    dest: Path,
+    sink: Sink,
     host: str,
     max_bytes: int,
     timeout_seconds: float,
@@ -183,22 +187,21 @@ def _stream(
             )
         digest = hashlib.sha256()
         size = 0
-        with dest.open("wb") as out:
-            try:
-                # Chunks as they come off the socket: asking httpx for fixed sizes made it
-                # copy every byte once more to re-cut them, for nothing.
-                for chunk in response.iter_raw():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise DownloadTooLargeError(
-                            f"{host} sent more than the maximum {max_bytes} bytes"
-                        )
-                    digest.update(chunk)
-                    out.write(chunk)
-            except httpx.TransportError as exc:
-                raise DownloadIncompleteError(
-                    f"{type(exc).__name__} after {size} bytes from {host}"
-                ) from None
+        try:
+            # Chunks as they come off the socket: asking httpx for fixed sizes made it copy
+            # every byte once more to re-cut them, for nothing.
+            for chunk in response.iter_raw():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise DownloadTooLargeError(
+                        f"{host} sent more than the maximum {max_bytes} bytes"
+                    )
+                digest.update(chunk)
+                sink.write(chunk)
+        except httpx.TransportError as exc:
+            raise DownloadIncompleteError(
+                f"{type(exc).__name__} after {size} bytes from {host}"
+            ) from None
         if expected is not None and size != expected:
             raise DownloadIncompleteError(f"{host} sent {size} of {expected} announced bytes")
         return DownloadResult(

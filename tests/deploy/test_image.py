@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import Engine, create_engine, inspect, select
 from sqlalchemy.orm import Session
 
 from models.events import EventStatus, WebhookEvent
@@ -64,10 +65,19 @@ def test_the_entrypoint_runs_roles_commands_or_explains(app_image: str) -> None:
     assert "Usage: rivya-hooks" in helped.stdout
 
 
-def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
-    app_image: str, empty_postgres: str, redis_url: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def image_db(empty_postgres: str) -> Iterator[Engine]:
+    """An engine on the empty database the containers migrate and use; disposed even on a
+    failure, so no connection is left for the garbage collector to warn about."""
     engine = create_engine(empty_postgres)
+    yield engine
+    engine.dispose()
+
+
+def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
+    app_image: str, image_db: Engine, empty_postgres: str, redis_url: str, tmp_path: Path
+) -> None:
+    engine = image_db
     config = SimConfig(
         queued_seconds=0.05,
         processing_seconds=0.1,
@@ -161,9 +171,18 @@ def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
             assert output.sha256 == sha256
             path = data / "results" / output.storage_key
             assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
-        with Session(engine) as session:
-            (event,) = session.scalars(select(WebhookEvent)).all()
-        assert (event.task_id, event.status) == (task_id, EventStatus.PROCESSED)
+
+        # The outputs are recorded before the event's own finish commits: wait for that too.
+        def event_status() -> tuple[str | None, EventStatus] | None:
+            with Session(engine) as session:
+                (event,) = session.scalars(select(WebhookEvent)).all()
+            done = event.status is EventStatus.PROCESSED
+            return (event.task_id, event.status) if done else None
+
+        assert eventually(event_status, 30, "the event processed") == (
+            task_id,
+            EventStatus.PROCESSED,
+        )
 
         # Every role stops cleanly on the runtime's stop signal, well within its timeout.
         for role, name in reversed(names.items()):
@@ -179,4 +198,3 @@ def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
             written = logs.stderr if name == release_name else logs.stdout + logs.stderr
             for line in written.splitlines():
                 assert isinstance(json.loads(line), dict), (name, line)
-    engine.dispose()

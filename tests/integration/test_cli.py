@@ -194,13 +194,14 @@ def test_settings_shows_values_but_never_a_secret(run, tmp_path) -> None:  # typ
         "--json",
         RIVYA_API_KEY="",
         RIVYA_API_KEY_FILE=str(key_file),
-        RESULTS_API_TOKEN="t0ken-value",
+        RESULTS_API_TOKENS="t0ken-value-0123456789,other-value-0123456789",
         LOG_LEVEL="DEBUG",
     )
     assert result.exit_code == 0, result.output
     shown = {row["variable"]: row["value"] for row in json.loads(result.output)}
     assert shown["RIVYA_API_KEY"] == "(set)"
-    assert shown["RESULTS_API_TOKEN"] == "(set)"
+    assert shown["RESULTS_API_TOKENS"] == "(set)"
     assert shown["LOG_LEVEL"] == "DEBUG"
     assert "rvya_sk_kept_in_a_file" not in result.output
     assert "t0ken-value" not in result.output
+    assert "other-value" not in result.output

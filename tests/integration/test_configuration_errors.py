@@ -222,6 +222,21 @@ def test_doctor_flags_a_short_results_token(environment: dict[str, str], tmp_pat
     assert "hunter2" not in done.stdout + done.stderr
 
 
+def test_doctor_flags_a_short_token_among_several(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    environment["RESULTS_API_TOKENS"] = "a-long-enough-random-token,hunter2"
+    done = command("doctor", "--json", env=environment, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    checks = {c["check"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["results API token #1"]["ok"] is True
+    assert checks["results API token #2"]["ok"] is False
+    assert (
+        checks["results API token #2"]["detail"] == "RESULTS_API_TOKENS token #2 has 7 characters"
+    )
+    assert "hunter2" not in done.stdout + done.stderr
+
+
 # --- the database: down, missing, not migrated ---------------------------------------------
 
 DATABASE_COMMANDS = [("db", "upgrade"), ("db", "check"), ("events", "list"), ("stats",)]

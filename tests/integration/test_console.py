@@ -456,7 +456,7 @@ def test_generation_page_previews_images_and_serves_files_safely(
                     task_id="task_img",
                     index=index,
                     content_type=kind,
-                    size_bytes=10,
+                    size_bytes=len(png) if index == 0 else 27,
                     sha256="ab" * 32,
                     storage_key=key,
                     source_host="cdn.rivya.example",

@@ -3,13 +3,14 @@
 Everything is real and talks over loopback: the simulator (in this process, real HTTP)
 delivers signed webhooks to the receiver served by gunicorn, which stores them in
 PostgreSQL and enqueues them on Redis; a prefork Celery worker fetches each generation from
-the simulator and downloads its results. Only the outcome is asserted: rows and files.
+the simulator and downloads its results into file storage, or into object storage on moto's
+S3 server. Only the outcome is asserted: rows, and files or objects.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +24,22 @@ from rivyahooks.rivya.simulator.config import Faults, SimConfig
 from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
-from tasks.storage import PARTIAL_DIR, FileStorage
+from storage import Storage, open_storage
+from storage.files import PARTIAL_DIR
+from storage.s3 import STAGING_DIR
 from tests.conftest import SECRET
 from tests.support.processes import celery_worker, gunicorn, own_redis_database
+from tests.support.results import sha256_of
+from tests.support.s3server import S3Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 GENERATIONS = 200
-DEADLINE_SECONDS = 75
+# Large enough for a multipart upload of three parts; the cut fault stops it after one.
+LARGE_GENERATIONS = 6
+LARGE_BYTES = 11 * 1024 * 1024
+PART_BYTES = 5 * 1024 * 1024
+DEADLINE_SECONDS = 90
 REDIS_DB = 13
 
 
@@ -75,8 +84,37 @@ def wait_until_settled(
         time.sleep(0.25)
 
 
+@pytest.fixture(params=["file", "s3"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """File storage, or object storage on moto's S3 server (its variables in the children)."""
+    if request.param == "file":
+        yield f"file://{tmp_path / 'results'}"
+    else:
+        s3: S3Server = request.getfixturevalue("s3")
+        yield s3.storage_url()
+
+
+def stored_keys(storage_url: str, storage: Storage, request: pytest.FixtureRequest) -> list[str]:
+    """Return every final key in the storage; fail if anything is left in staging."""
+    if storage_url.startswith("file://"):
+        root = Path(storage_url.removeprefix("file://"))
+        assert list((root / PARTIAL_DIR).iterdir()) == []
+        files = [p for p in root.rglob("*") if p.is_file() and PARTIAL_DIR not in p.parts]
+        return [str(p.relative_to(root)) for p in files]
+    s3: S3Server = request.getfixturevalue("s3")
+    assert s3.incomplete_uploads() == []
+    keys = s3.keys("results/")
+    assert [k for k in keys if k.startswith(f"results/{STAGING_DIR}")] == []
+    return [k.removeprefix("results/") for k in keys]
+
+
 def test_two_hundred_generations_under_faults_end_stored_exactly_once(
-    postgres_url: str, redis_url: str, postgres_engine: Engine, tmp_path: Path
+    postgres_url: str,
+    redis_url: str,
+    postgres_engine: Engine,
+    tmp_path: Path,
+    storage_url: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     config = SimConfig(
         queued_seconds=0.05,
@@ -99,7 +137,14 @@ def test_two_hundred_generations_under_faults_end_stored_exactly_once(
     )
     sessions = make_session_factory(postgres_engine)
     with Simulator(config=config, faults=faults, seed=20260511).start() as sim:
-        settings = pipeline_settings(postgres_url, redis_url, sim, tmp_path)
+        settings = pipeline_settings(
+            postgres_url,
+            redis_url,
+            sim,
+            tmp_path,
+            storage_url=storage_url,
+            storage_part_bytes=PART_BYTES,
+        )
         with (
             gunicorn(settings, log=tmp_path / "web.log") as web_url,
             celery_worker(settings, concurrency=4, log=tmp_path / "worker.log"),
@@ -112,17 +157,29 @@ def test_two_hundred_generations_under_faults_end_stored_exactly_once(
             expected = {g["id"]: g for g in sim.wait_terminal(task_ids, timeout=30)}
             sim.wait_deliveries_idle(timeout=DEADLINE_SECONDS)
             wait_until_settled(sessions, GENERATIONS, DEADLINE_SECONDS)
+            # Then a few large results, the first of them cut half-way: with object storage
+            # that is a multipart upload stopped after its first part. (No early expiry now:
+            # an expired URL would take the forced cut without sending a byte.)
+            sim.set_faults(expire_early_ratio=0, next_download_faults=["cut"])
+            large = sim.scenario(
+                LARGE_GENERATIONS, outcome="succeeded", outputs=1, output_bytes=LARGE_BYTES
+            )
+            expected |= {g["id"]: g for g in sim.wait_terminal(large, timeout=30)}
+            task_ids += large
+            sim.wait_deliveries_idle(timeout=DEADLINE_SECONDS)
+            wait_until_settled(sessions, len(task_ids), DEADLINE_SECONDS)
         summary = sim.summary()
         requests = sim.requests()
 
     # The faults did happen, or this test proves nothing.
     faulted = {r["fault"] for r in requests if r["fault"]}
     assert {"api_error", "cut"} <= faulted, faulted
+    assert any(r["fault"] == "cut" and r["path"].split("/")[2] in large for r in requests)
     assert any(r["status"] == 410 for r in requests if r["path"].startswith("/results/"))
     assert summary["deliveries"]["duplicated"] > 0
     assert summary["deliveries"]["failed"] == 0
 
-    storage = FileStorage(settings.storage_root())
+    storage = open_storage(settings)
     with sessions() as session:
         events = session.scalars(select(WebhookEvent)).all()
         generations = {g.task_id: g for g in session.scalars(select(Generation))}
@@ -135,7 +192,6 @@ def test_two_hundred_generations_under_faults_end_stored_exactly_once(
     by_task: dict[str, list[GenerationOutput]] = {}
     for output in outputs:
         by_task.setdefault(output.task_id, []).append(output)
-    size = config.output_bytes
     succeeded = failed = 0
     for task_id, want in expected.items():
         got = generations[task_id]
@@ -146,12 +202,12 @@ def test_two_hundred_generations_under_faults_end_stored_exactly_once(
             stored = sorted(by_task.get(task_id, []), key=lambda o: o.index)
             count = len(want["result"]["urls"])
             assert [o.index for o in stored] == list(range(count)), task_id
+            size = LARGE_BYTES if task_id in large else config.output_bytes
             for output in stored:
                 sha256 = result_bytes_sha256(task_id, output.index, size)
                 assert output.sha256 == sha256
                 assert output.size_bytes == size
-                path = storage.path(output.storage_key)
-                assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+                assert sha256_of(storage, output.storage_key) == sha256
         else:
             failed += 1
             assert got.status is GenerationStatus.FAILED
@@ -160,7 +216,8 @@ def test_two_hundred_generations_under_faults_end_stored_exactly_once(
             assert task_id not in by_task
     assert succeeded > 0
     assert failed > 0
-    # Exactly one file per stored output: nothing stored twice under another key.
-    files = [p for p in storage.root.rglob("*") if p.is_file() and PARTIAL_DIR not in p.parts]
-    assert len(files) == len(outputs)
-    assert list((storage.root / PARTIAL_DIR).iterdir()) == []
+    # Exactly one file per stored output: nothing stored twice under another key, nothing
+    # partial, no staging object nor incomplete multipart upload left behind.
+    assert sorted(stored_keys(storage_url, storage, request)) == sorted(
+        o.storage_key for o in outputs
+    )

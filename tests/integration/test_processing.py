@@ -18,8 +18,8 @@ from rivyahooks.rivya.simulator.config import Faults, SimConfig
 from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
+from storage.files import FileStorage
 from tasks.processing import RetryLater, process_event
-from tasks.storage import FileStorage
 
 OUTPUT_BYTES = 100_000
 

@@ -1,41 +1,35 @@
-"""What downstream apps read: GET /results."""
+"""What downstream apps read: the results API (feed, listing, documents, files, tokens)."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import utcnow
 from models.events import EventSource, EventStatus
-from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.generations import GenerationStatus
 from models.inbox import insert_event
 from receiver import create_app
 from rivyahooks.settings import Settings
+from tests.support.results import add_generation, store_output
+from tests.support.s3server import S3Server
 
 TOKEN = "results-token-for-tests"
+NEXT_TOKEN = "results-token-rotated-in"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FILE = bytes(range(256)) * 40  # 10,240 bytes
+FILE_SHA = hashlib.sha256(FILE).hexdigest()
 
 
-def seed(sessions: sessionmaker[Session]) -> None:
+def seed(sessions: sessionmaker[Session], settings: Settings) -> None:
     with sessions.begin() as session:
-        session.add(Generation(task_id="task_ok", status=GenerationStatus.SUCCEEDED, model="m"))
-        session.add(
-            Generation(
-                task_id="task_bad", status=GenerationStatus.FAILED, error_code="model_timeout"
-            )
-        )
-        session.flush()
-        session.add(
-            GenerationOutput(
-                task_id="task_ok",
-                index=0,
-                content_type="image/png",
-                size_bytes=10,
-                sha256="ab" * 32,
-                storage_key="task_ok/0000-ab",
-                source_host="cdn",
-                stored_at=utcnow(),
-            )
-        )
+        add_generation(session, "task_ok", GenerationStatus.SUCCEEDED, model="m")
+        add_generation(session, "task_bad", GenerationStatus.FAILED, error_code="model_timeout")
         insert_event(session, event_id="evt_1", body=b"{}", source=EventSource.WEBHOOK)
         insert_event(
             session,
@@ -44,41 +38,221 @@ def seed(sessions: sessionmaker[Session]) -> None:
             source=EventSource.WEBHOOK,
             status=EventStatus.QUARANTINED,
         )
+    store_output(sessions, settings, "task_ok", b"ten bytes!")
 
 
-def results_app(settings: Settings) -> Flask:
-    return create_app(settings.replace(results_api_token=TOKEN))
+def store_file(sessions: sessionmaker[Session], settings: Settings, task_id: str) -> None:
+    """Store FILE as output 0 of a succeeded generation."""
+    with sessions.begin() as session:
+        add_generation(session, task_id, GenerationStatus.SUCCEEDED)
+    store_output(sessions, settings, task_id, FILE)
 
 
-def test_results_are_closed_without_a_configured_token(client, sessions) -> None:  # type: ignore[no-untyped-def]
-    seed(sessions)
+@pytest.fixture
+def results_app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings.replace(results_api_tokens=(TOKEN, NEXT_TOKEN)))
+    yield app
+    app.extensions["rivyahooks"].engine.dispose()
+
+
+@pytest.fixture
+def api(results_app: Flask) -> FlaskClient:
+    return results_app.test_client()
+
+
+def test_results_are_closed_without_a_configured_token(client, sessions, settings) -> None:  # type: ignore[no-untyped-def]
+    seed(sessions, settings)
     response = client.get("/results/task_ok")
     assert response.status_code == 404
     assert response.json == {"error": {"code": "results_api_disabled"}}
 
 
-def test_results_need_the_token(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
-    seed(sessions)
-    app = results_app(settings)
+def test_every_configured_token_is_accepted_and_nothing_else(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    seed(sessions, settings)
+    app = create_app(settings.replace(results_api_tokens=(TOKEN, NEXT_TOKEN)))
     client = app.test_client()
     assert client.get("/results/task_ok").status_code == 401
-    wrong = client.get("/results/task_ok", headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401
-    ok = client.get("/results/task_ok", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert ok.status_code == 200
-    assert ok.json["status"] == "succeeded"
-    assert ok.json["outputs"][0]["sha256"] == "ab" * 32
+    for offered in ("Bearer nope", f"Bearer {TOKEN}x", TOKEN, f"bearer  {TOKEN}"):
+        wrong = client.get("/results/task_ok", headers={"Authorization": offered})
+        assert wrong.status_code == 401, offered
+        assert wrong.json == {"error": {"code": "unauthorized"}}
+    for token in (TOKEN, NEXT_TOKEN):
+        ok = client.get("/results/task_ok", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        assert ok.json["status"] == "succeeded"
+        assert ok.json["outputs"][0]["size_bytes"] == 10
     app.extensions["rivyahooks"].engine.dispose()
+    # The single-token variable of earlier versions still works.
+    older = create_app(settings.replace(results_api_token=TOKEN))
+    answer = older.test_client().get("/results/task_ok", headers=AUTH)
+    assert answer.status_code == 200
+    older.extensions["rivyahooks"].engine.dispose()
 
 
-def test_results_list_filters_by_status(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
-    seed(sessions)
-    app = results_app(settings)
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    client = app.test_client()
-    failed = client.get("/results?status=failed", headers=auth).json
+def test_results_list_filters_by_status(api: FlaskClient, sessions, settings) -> None:  # type: ignore[no-untyped-def]
+    seed(sessions, settings)
+    failed = api.get("/results?status=failed", headers=AUTH).json
     assert [g["task_id"] for g in failed["data"]] == ["task_bad"]
     assert failed["data"][0]["error"]["code"] == "model_timeout"
-    assert client.get("/results?status=bogus", headers=auth).status_code == 400
-    assert client.get("/results/task_nope", headers=auth).status_code == 404
+    assert api.get("/results?status=bogus", headers=AUTH).status_code == 400
+    assert api.get("/results/task_nope", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("before=abc", "before"),
+        ("before=99999999999999999999", "before"),
+        ("before=0", "before"),
+        ("since=yesterday", "since"),
+        ("since=2026-05-11T10:00:00", "since"),  # no time zone: ambiguous
+        ("page=2", "page"),
+    ],
+)
+def test_the_listing_refuses_bad_parameters_with_the_envelope(
+    api: FlaskClient, query: str, parameter: str
+) -> None:
+    answer = api.get(f"/results?{query}", headers=AUTH)
+    assert answer.status_code == 400
+    assert answer.json["error"]["code"] == "invalid_parameter"
+    assert answer.json["error"]["message"].startswith(f"{parameter}:")
+
+
+def test_the_listing_pages_with_limit_and_before_and_filters_by_since(
+    api: FlaskClient, sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    seed(sessions, settings)
+    first = api.get("/results?limit=1", headers=AUTH).json
+    assert [g["task_id"] for g in first["data"]] == ["task_bad"]
+    assert first["has_more"] is True
+    second = api.get(f"/results?limit=1&before={first['next_before']}", headers=AUTH).json
+    assert [g["task_id"] for g in second["data"]] == ["task_ok"]
+    assert second["has_more"] is False
+    assert second["next_before"] is None
+    future = api.get("/results?since=2999-01-01T00:00:00Z", headers=AUTH).json
+    assert future["data"] == []
+    past = api.get("/results?since=2000-01-01T00:00:00%2B02:00", headers=AUTH).json
+    assert len(past["data"]) == 2
+
+
+def test_documents_carry_their_times_and_file_links(
+    api: FlaskClient, sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    seed(sessions, settings)
+    document = api.get("/results/task_ok", headers=AUTH).json
+    assert document["created_at"] is not None
+    assert {"submitted_at", "finished_at", "results_stored_at"} <= set(document)
+    (output,) = document["outputs"]
+    assert output["url"] == "/results/task_ok/outputs/0"
+    assert output["sha256"] == hashlib.sha256(b"ten bytes!").hexdigest()
+    assert output["filename"] == "task_ok-0.png"
+
+
+@pytest.mark.parametrize("query", ["after=x", "after=99999999999999999999", "limit=0", "wait=31"])
+def test_the_feed_refuses_bad_parameters(api: FlaskClient, query: str) -> None:
+    answer = api.get(f"/results/feed?{query}", headers=AUTH)
+    assert answer.status_code == 400
+    assert answer.json["error"]["code"] == "invalid_parameter"
+
+
+def test_the_feed_pages_in_commit_order(
+    api: FlaskClient, sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    seed(sessions, settings)
+    with sessions.begin() as session:
+        add_generation(session, "task_late", GenerationStatus.QUEUED)
+    first = api.get("/results/feed?limit=2", headers=AUTH).json
+    assert first["object"] == "list"
+    assert [e["task_id"] for e in first["data"]] == ["task_bad", "task_ok"]
+    assert first["has_more"] is True
+    rest = api.get(f"/results/feed?after={first['next_cursor']}", headers=AUTH).json
+    assert [e["task_id"] for e in rest["data"]] == ["task_late"]
+    assert rest["has_more"] is False
+    # Nothing new: the cursor stays where it is, and `wait` gives up after its time.
+    empty = api.get(f"/results/feed?after={rest['next_cursor']}&wait=1", headers=AUTH).json
+    assert empty == {
+        "object": "list",
+        "data": [],
+        "next_cursor": rest["next_cursor"],
+        "has_more": False,
+    }
+
+
+# --- the file endpoint -------------------------------------------------------------------
+
+
+def fetch(client: FlaskClient, url: str, **headers: str) -> tuple[int, bytes, dict[str, str]]:
+    """GET a file and close the answer, as a WSGI server does once it is sent."""
+    with client.get(url, headers={**AUTH, **headers}) as answer:
+        return answer.status_code, answer.data, dict(answer.headers)
+
+
+def test_a_file_is_streamed_with_etag_range_type_and_name(
+    api: FlaskClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    store_file(sessions, settings, "task_file")
+    url = "/results/task_file/outputs/0"
+    status, body, headers = fetch(api, url)
+    assert status == 200
+    assert body == FILE
+    assert headers["ETag"] == f'"{FILE_SHA}"'
+    assert headers["Content-Type"] == "image/png"
+    assert headers["Content-Length"] == str(len(FILE))
+    assert headers["Accept-Ranges"] == "bytes"
+    assert headers["Content-Disposition"] == "attachment; filename=task_file-0.png"
+
+    status, body, headers = fetch(api, url, Range="bytes=100-199")
+    assert status == 206
+    assert body == FILE[100:200]
+    assert headers["Content-Range"] == f"bytes 100-199/{len(FILE)}"
+
+    status, body, _ = fetch(api, url, **{"If-None-Match": f'"{FILE_SHA}"'})
+    assert status == 304
+    assert body == b""
+
+    status, body, headers = fetch(api, url, Range=f"bytes={len(FILE) + 10}-")
+    assert status == 416
+    assert headers["Content-Range"] == f"bytes */{len(FILE)}"
+    assert b"range_not_satisfiable" in body
+
+    assert api.get("/results/task_file/outputs/1", headers=AUTH).status_code == 404
+    assert api.get(url).status_code == 401
+
+
+@pytest.mark.parametrize("delivery", ["redirect", "proxy"])
+def test_a_file_in_object_storage_is_redirected_or_proxied(
+    s3: S3Server, settings: Settings, sessions: sessionmaker[Session], delivery: str
+) -> None:
+    settings = settings.replace(
+        storage_url=s3.storage_url(), results_file_delivery=delivery, results_api_tokens=(TOKEN,)
+    )
+    store_file(sessions, settings, "task_s3")
+    app = create_app(settings)
+    client = app.test_client()
+    url = "/results/task_s3/outputs/0"
+    answer = client.get(url, headers=AUTH)
+    if delivery == "redirect":
+        assert answer.status_code == 302
+        signed = answer.headers["Location"]
+        assert signed.startswith(s3.url)
+        assert "Expires=" in signed or "X-Amz-Expires=300" in signed
+        fetched = httpx.get(signed)
+        assert fetched.status_code == 200
+        assert fetched.content == FILE
+        assert fetched.headers["Content-Type"] == "image/png"
+        assert "task_s3-0.png" in fetched.headers["Content-Disposition"]
+    else:
+        answer.close()
+        status, body, headers = fetch(client, url)
+        assert status == 200
+        assert body == FILE
+        assert headers["ETag"] == f'"{FILE_SHA}"'
+        status, body, _ = fetch(client, url, Range="bytes=-100")
+        assert status == 206
+        assert body == FILE[-100:]
     app.extensions["rivyahooks"].engine.dispose()

@@ -18,8 +18,8 @@ from models.inbox import insert_event
 from models.tombstones import EventTombstone
 from rivyahooks.cli import main
 from rivyahooks.settings import Settings
+from storage.files import FileStorage
 from tasks.retention import purge
-from tasks.storage import FileStorage
 from tests.conftest import make_event, signed_delivery
 
 OLD = dt.timedelta(days=40)
@@ -127,12 +127,12 @@ def test_a_purged_events_redelivery_is_a_duplicate(
 
 def add_generation(
     sessions: sessionmaker[Session], storage: FileStorage, task_id: str, age: dt.timedelta
-) -> Path:
+) -> str:
     """Store a succeeded generation with one output file, last changed `age` ago."""
     key = f"{task_id}/0000-{'ab' * 32}"
-    path = storage.path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x" * 10)
+    with storage.staging(f"{task_id}.0") as staged:
+        staged.write(b"x" * 10)
+        storage.commit(staged, key, None)
     with sessions.begin() as session:
         session.add(Generation(task_id=task_id, status=GenerationStatus.SUCCEEDED))
         session.flush()
@@ -152,7 +152,7 @@ def add_generation(
             .where(Generation.task_id == task_id)
             .values(updated_at=utcnow() - age)
         )
-    return path
+    return key
 
 
 def test_results_purge_removes_old_files_and_rows_only(
@@ -172,9 +172,9 @@ def test_results_purge_removes_old_files_and_rows_only(
         1,
         10,
     )
-    assert not old.exists()
-    assert recent.exists()
-    assert busy.exists()
+    assert not storage.exists(old)
+    assert storage.exists(recent)
+    assert storage.exists(busy)
     with sessions() as session:
         assert set(session.scalars(select(Generation.task_id))) == {"task_recent", "task_busy"}
         assert set(session.scalars(select(GenerationOutput.task_id))) == {

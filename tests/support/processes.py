@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,7 +143,6 @@ def celery_worker(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a real Celery worker (prefork) on the settings' broker; yield its process."""
     env = child_env(settings, **extra_env)
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     command = [
         str(BIN / "celery"),
         "--quiet",  # no banner: every line is a log line (Procfile does the same)
@@ -158,7 +158,10 @@ def celery_worker(
         "--without-heartbeat",
     ]
     if beat:
-        command += ["--beat", "--schedule", str(Path(settings.storage_root()).parent / "beat")]
+        # Beat's schedule file goes beside the log, or in a directory of its own.
+        schedule_dir = log.parent if log else Path(tempfile.mkdtemp(prefix="beat-"))
+        command += ["--beat", "--schedule", str(schedule_dir / "beat")]
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
     )

@@ -108,12 +108,28 @@ def test_to_env_round_trip() -> None:
         rivya_api_key="rk_test",
         rivya_http_timeout_seconds=2.5,
         download_allowed_hosts=("cdn.example", "files.example"),
-        results_api_token="token",
+        results_api_tokens=("token-one-0123456789", "token-two-0123456789"),
+        results_api_token="older-token-0123456789",
+        storage_url="s3://bucket/some/prefix",
+        results_file_delivery="proxy",
         log_level="DEBUG",
     )
     env = original.to_env()
     assert set(env) == {v.name for v in VARIABLES}
     assert Settings.from_env(env) == original
+
+
+def test_results_tokens_come_from_both_variables() -> None:
+    settings = Settings.from_env(
+        {"RESULTS_API_TOKENS": "a" * 16 + ", " + "b" * 20 + ",", "RESULTS_API_TOKEN": "c" * 16}
+    )
+    assert settings.results_tokens() == ("a" * 16, "b" * 20, "c" * 16)
+
+
+@pytest.mark.parametrize("value", ["s3://", "ftp://x", "file://", "/var/results"])
+def test_storage_url_must_name_a_backend(value: str) -> None:
+    with pytest.raises(SettingsError, match="STORAGE_URL"):
+        Settings.from_env({"STORAGE_URL": value})
 
 
 def test_to_env_round_trip_of_defaults() -> None:

@@ -1,4 +1,4 @@
-"""File storage: a final name only ever holds a complete file."""
+"""File storage: a final name only ever holds a complete file; keys are stable."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from tasks.storage import FileStorage, output_key
+from storage import download_name, extension_for, output_key
+from storage.files import FileStorage
 
 
 def test_commit_moves_a_complete_file_to_its_key(tmp_path: Path) -> None:
     storage = FileStorage(tmp_path)
-    key = output_key("task_1", 0, "ab" * 32)
+    key = output_key("task_1", 0, "ab" * 32, "image/png")
     with storage.staging("task_1.0") as staged:
-        staged.path.write_bytes(b"hello")
-        storage.commit(staged, key)
-    assert storage.path(key).read_bytes() == b"hello"
+        staged.write(b"hello")
+        storage.commit(staged, key, "image/png")
+    assert key == "task_1/0000-" + "ab" * 32 + ".png"
+    with storage.open(key) as handle:
+        assert handle.read() == b"hello"
+    assert storage.size(key) == 5
     assert list(storage.partials.iterdir()) == []
 
 
@@ -26,7 +30,7 @@ def test_uncommitted_staging_leaves_nothing(tmp_path: Path) -> None:
 
     def cut_download() -> None:
         with storage.staging("task_1.0") as staged:
-            staged.path.write_bytes(b"half")
+            staged.write(b"half")
             raise RuntimeError("download cut")
 
     with pytest.raises(RuntimeError):
@@ -39,22 +43,42 @@ def test_partials_of_a_dead_writer_are_removed(tmp_path: Path) -> None:
     code = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from tasks.storage import FileStorage\n"
+        "from storage.files import FileStorage\n"
         "s = FileStorage(Path(sys.argv[1]))\n"
         "cm = s.staging('task_2.0')\n"
         "staged = cm.__enter__()\n"
-        "staged.path.write_bytes(b'partial')\n"
+        "staged.write(b'partial')\n"
+        "staged.handle.flush()\n"
         "os._exit(0)\n"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
     storage = FileStorage(tmp_path)
     assert len(list(storage.partials.glob("*.part"))) == 1
-    assert storage.remove_stale_partials(max_age_seconds=3600) == 1
+    assert storage.remove_abandoned(max_age_seconds=3600) == 1
     assert list(storage.partials.glob("*.part")) == []
 
 
 def test_keys_cannot_escape_the_root(tmp_path: Path) -> None:
     storage = FileStorage(tmp_path)
     with pytest.raises(ValueError, match="escapes"):
-        storage.path("../outside")
+        storage.open("../outside")
     assert output_key("../../etc", 1, "00").startswith("id-")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "extension"),
+    [
+        ("image/png", ".png"),
+        ("IMAGE/JPEG; charset=binary", ".jpg"),
+        ("video/mp4", ".mp4"),
+        ("audio/mpeg", ".mp3"),
+        ("application/x-unknown", ".bin"),
+        (None, ".bin"),
+    ],
+)
+def test_names_carry_an_extension_from_the_content_type(
+    content_type: str | None, extension: str
+) -> None:
+    assert extension_for(content_type) == extension
+    assert output_key("task_1", 2, "cd" * 32, content_type).endswith(extension)
+    assert download_name("task_1", 2, content_type) == f"task_1-2{extension}"

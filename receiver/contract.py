@@ -1,0 +1,159 @@
+"""The results API's contract: its models, from which GET /openapi.json is generated.
+
+spectree builds the OpenAPI 3.1 document from these pydantic models and the routes that use
+them, and validates each request's query against them; nothing is written twice. The
+webhook endpoint is Rivya's contract, not ours, and stays out of the document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Literal
+
+from flask import Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from spectree import SecurityScheme, SecuritySchemeData, SpecTree
+from spectree.models import SecureType
+
+from models.generations import GenerationStatus
+
+MAX_POSITION = 2**63 - 1
+Status = Literal["queued", "processing", "succeeded", "failed"]
+assert set(Status.__args__) == {s.value for s in GenerationStatus}  # type: ignore[attr-defined]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable reason; branch on this.")
+    message: str | None = Field(None, description="What went wrong, for people.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of this API."""
+
+    error: ErrorDetail
+
+
+class GenerationError(BaseModel):
+    code: str | None
+    message: str | None
+
+
+class OutputDocument(BaseModel):
+    index: int = Field(description="Position in Rivya's result URLs, from 0.")
+    content_type: str | None
+    size_bytes: int
+    sha256: str = Field(description="Hex sha256 of the bytes; also the file's ETag.")
+    filename: str = Field(description="The name the file endpoint offers.")
+    url: str = Field(description="Path of the file endpoint for this output.")
+    storage_key: str = Field(description="Key under STORAGE_URL.")
+    stored_at: dt.datetime
+
+
+class GenerationDocument(BaseModel):
+    task_id: str
+    model: str | None
+    status: Status
+    reserved_credits: float | None
+    final_credits: float | None
+    error: GenerationError | None
+    anomaly: str | None = Field(description="Set when Rivya's answer made no sense.")
+    created_at: dt.datetime = Field(description="Rivya's creation time, else first seen here.")
+    submitted_at: dt.datetime | None = Field(description="When `rivya-hooks submit` made it.")
+    finished_at: dt.datetime | None = Field(description="When it became succeeded or failed.")
+    results_stored_at: dt.datetime | None = Field(description="When every output was stored.")
+    updated_at: dt.datetime | None = Field(description="Rivya's last update time.")
+    outputs: list[OutputDocument]
+
+
+class FeedEntry(GenerationDocument):
+    cursor: str = Field(description="Ask `after` this to continue behind this entry.")
+
+
+class FeedPage(BaseModel):
+    object: Literal["list"]
+    data: list[FeedEntry]
+    next_cursor: str = Field(description="Store it; pass it as `after` next time.")
+    has_more: bool = Field(description="More entries are ready now: ask again at once.")
+
+
+class ListPage(BaseModel):
+    object: Literal["list"]
+    data: list[GenerationDocument]
+    next_before: int | None = Field(description="Pass as `before` for the next page.")
+    has_more: bool
+
+
+class Strict(BaseModel):
+    # An unknown or misspelt parameter is an error, never silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeedQuery(Strict):
+    after: str = Field(
+        "",
+        pattern=r"^[0-9]{0,19}$",
+        description="A `next_cursor` or an entry's `cursor`; empty: from the beginning.",
+    )
+    limit: int = Field(100, ge=1, le=1000)
+    wait: int = Field(
+        0, ge=0, le=30, description="Seconds to wait for a change when none is ready."
+    )
+
+    @field_validator("after")
+    @classmethod
+    def _in_range(cls, value: str) -> str:
+        if value and int(value) > MAX_POSITION:
+            raise ValueError("not a cursor this API gave")
+        return value
+
+
+class ListQuery(Strict):
+    status: Status | None = None
+    before: int | None = Field(
+        None, ge=1, le=MAX_POSITION, description="A `next_before`: the page after it."
+    )
+    since: AwareDatetime | None = Field(
+        None, description="Only generations created at or after this time (with a zone)."
+    )
+    limit: int = Field(100, ge=1, le=1000)
+
+
+def _validation_answer(
+    _request: Request, response: Response | None, error: Any, _instance: Any, _adapter: Any
+) -> None:
+    """Turn spectree's answer to an invalid query into our error envelope."""
+    if error is None or response is None:
+        return
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "query")
+        problems.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
+    body = {"error": {"code": "invalid_parameter", "message": "; ".join(problems)[:1000]}}
+    response.set_data(json.dumps(body))
+    response.mimetype = "application/json"
+
+
+api = SpecTree(
+    "flask",
+    title="rivya-hooks results API",
+    version="1",
+    mode="strict",
+    description=(
+        "Generations and their stored files, for downstream apps. Every answer but a file "
+        "is JSON; every error is the `ErrorBody` envelope."
+    ),
+    security_schemes=[
+        SecurityScheme(
+            name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer")
+        )
+    ],
+    security={"bearer": []},
+    validation_error_status=400,
+    validation_error_model=ErrorBody,
+    before=_validation_answer,
+    annotations=False,
+    # Plain model names: the document is read by people and code generators.
+    naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
+)

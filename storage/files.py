@@ -1,0 +1,106 @@
+"""File storage: results under a directory (STORAGE_URL=file://DIR).
+
+A file reaches its final name only by an atomic rename of a complete, fsynced file, so a
+final name never holds a partial one.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from storage import Staged, dead_local_writer, safe_label, writer_id
+
+PARTIAL_DIR = ".partial"
+
+
+class StagedFile:
+    """A partial file being written by one download."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: BinaryIO = path.open("wb")
+        self.committed = False
+
+    def write(self, data: bytes, /) -> int:
+        return self.handle.write(data)
+
+
+class FileStorage:
+    """Files under a root directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.partials = root / PARTIAL_DIR
+        self.partials.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def staging(self, label: str) -> Iterator[StagedFile]:
+        """Yield a partial file to write; it is removed unless committed."""
+        label = safe_label(label)
+        # A worker killed while writing this same output left its partial file behind;
+        # whoever stages the output next clears it rather than waiting for the sweeper.
+        for path in self.partials.glob(f"{glob.escape(label)}.*.part"):
+            if dead_local_writer(path.name):
+                path.unlink(missing_ok=True)
+        # The writer in the name lets a later run recognise files left by a dead process.
+        staged = StagedFile(self.partials / f"{label}.{writer_id()}.{uuid.uuid4().hex}.part")
+        try:
+            yield staged
+        finally:
+            staged.handle.close()
+            if not staged.committed:
+                staged.path.unlink(missing_ok=True)
+
+    def commit(self, staged: Staged, key: str, content_type: str | None) -> None:
+        """Move a complete file to its key: fsync, then an atomic rename."""
+        assert isinstance(staged, StagedFile)
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged.handle.flush()
+        os.fsync(staged.handle.fileno())
+        staged.handle.close()
+        os.replace(staged.path, target)
+        staged.committed = True
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def open(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def signed_url(self, key: str, *, filename: str, content_type: str, seconds: int) -> None:
+        """Files have no URL of their own: the web process streams them."""
+        return None
+
+    def _path(self, key: str) -> Path:
+        target = (self.root / key).resolve()
+        if self.root.resolve() not in target.parents:
+            raise ValueError("storage key escapes the storage root")
+        return target
+
+    def remove_abandoned(self, max_age_seconds: float) -> int:
+        """Delete partial files of dead writers: older than the age, or of a dead local pid."""
+        removed = 0
+        now = time.time()
+        for path in self.partials.glob("*.part"):
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age > max_age_seconds or dead_local_writer(path.name):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
