@@ -3,7 +3,13 @@
 from models import event_pages  # noqa: F401 (declares the console's indexes)
 from models.base import Base
 from models.delivery_counts import DeliveryCount
-from models.events import EventSource, EventStatus, InvalidTransitionError, WebhookEvent
+from models.events import (
+    AttemptOutcome,
+    EventAttempt,
+    EventSource,
+    EventStatus,
+    WebhookEvent,
+)
 from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.operator_actions import OperatorAction
@@ -11,8 +17,10 @@ from models.reconcile import ReconcileState
 from models.tombstones import EventTombstone
 
 __all__ = [
+    "AttemptOutcome",
     "Base",
     "DeliveryCount",
+    "EventAttempt",
     "EventSource",
     "EventStatus",
     "EventTombstone",
@@ -20,7 +28,6 @@ __all__ = [
     "Generation",
     "GenerationOutput",
     "GenerationStatus",
-    "InvalidTransitionError",
     "OperatorAction",
     "ReconcileState",
     "WebhookEvent",

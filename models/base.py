@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 
 # Named constraints make migrations reproducible: Alembic can drop or alter a constraint only
 # when it knows its name, and PostgreSQL and SQLite would otherwise invent different ones.
@@ -47,6 +47,29 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if moment.tzinfo is None:
             return moment.replace(tzinfo=dt.UTC)
         return moment.astimezone(dt.UTC)
+
+
+def clip(column: InstrumentedAttribute[Any], value: str | None) -> str | None:
+    """Return `value` made storable in `column`: cut to its length, without NUL characters.
+
+    Text from outside (Rivya's answers, headers, exception messages) goes through here
+    before it is stored: PostgreSQL refuses a value longer than a VARCHAR or holding a NUL,
+    and a refused write after the work was done would strand the event.
+    """
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    limit = _LIMITS.get(id(column), _UNKNOWN)
+    if limit is _UNKNOWN:
+        # Reading a column's type through the ORM attribute costs more than the receiver's
+        # whole insert: look it up once per column.
+        limit = _LIMITS[id(column)] = getattr(column.type, "length", None)
+    return value[:limit] if limit else value
+
+
+_UNKNOWN = object()
+_LIMITS: dict[int, Any] = {}
 
 
 def utcnow() -> dt.datetime:

@@ -50,11 +50,11 @@ def dialect_name(executor: Session | Connection) -> str:
     return executor.get_bind().dialect.name
 
 
-def dialect_insert(executor: Session | Connection, model: type[Any]) -> Any:
-    """Return an INSERT for `model` that supports ON CONFLICT on this database."""
+def dialect_insert(executor: Session | Connection | str, model: type[Any]) -> Any:
+    """Return an INSERT for `model` that supports ON CONFLICT on this database (or dialect)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect = dialect_name(executor)
+    dialect = executor if isinstance(executor, str) else dialect_name(executor)
     if dialect == "postgresql":
         return postgresql.insert(model)
     if dialect == "sqlite":

@@ -1,50 +1,71 @@
-"""The inbox path every event takes, whether a webhook delivered it or the reconciler found it."""
+"""The inbox and outbox: how events enter (webhooks, reconcile, replay) and leave for the broker.
+
+Every event is stored before anything else happens to it, as `received` with a due time;
+the relay (tasks/relay.py) is the only process that publishes, and it marks rows `enqueued`
+only after the broker took them. Writers never talk to the broker, so a broker outage
+delays events without losing or stranding any.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Insert, bindparam, cast, exists, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from models.base import utcnow
-from models.db import dialect_insert, dialect_name
-from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
+from models.base import clip, utcnow
+from models.db import dialect_insert, dialect_name, make_engine
+from models.events import (
+    DUE_PREDICATE,
+    UNFINISHED_STATUSES,
+    EventSource,
+    EventStatus,
+    WebhookEvent,
+)
 from models.tombstones import EventTombstone
 
-
-def _insert_statement(executor: Session | Connection) -> Insert:
-    # Built once per dialect and executed with parameters: constructing a fresh statement on
-    # every delivery cost the receiver more CPU than the database round trip itself.
-    dialect = dialect_name(executor)
-    if dialect not in _INSERTS:
-        # INSERT ... SELECT <parameters> WHERE NOT EXISTS (tombstone): one statement, so a
-        # purged event's redelivery is a duplicate like any other, with no extra round trip.
-        columns = [c for c in WebhookEvent.__table__.c if c.name != "id"]
-        values = select(*[_parameter(c, dialect) for c in columns]).where(
-            ~exists().where(EventTombstone.event_id == bindparam("event_id"))
-        )
-        _INSERTS[dialect] = (
-            dialect_insert(executor, WebhookEvent)
-            .from_select(columns, values)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(WebhookEvent.id)
-        )
-    return _INSERTS[dialect]
-
-
-def _parameter(column: ColumnElement[Any], dialect: str) -> Any:
-    # A parameter in a SELECT list has no column to take its type from: PostgreSQL needs
-    # the type spelled out (CAST), SQLite must not get one (CAST AS JSON there is numeric).
-    parameter = bindparam(column.name, type_=column.type)
-    return cast(parameter, column.type) if dialect == "postgresql" else parameter
-
-
-_INSERTS: dict[str, Insert] = {}
+# The channel the relay LISTENs on; writers NOTIFY it in the statement that stores events.
+RELAY_CHANNEL = "rivyahooks_relay"
+# The receiver wakes the relay at most this often per process. PostgreSQL holds a global
+# lock from a notifying transaction's commit until it is flushed, so one NOTIFY per
+# delivery serialized every commit and halved the receiver's throughput. A relay woken in
+# the last RELAY_ACTIVE_SECONDS (tasks/relay.py, longer than this) keeps polling every few
+# milliseconds, so the deliveries in between are not left waiting for its slow poll.
+NOTIFY_EVERY_SECONDS = 0.05
+_COLUMNS = (
+    "event_id",
+    "event_type",
+    "task_id",
+    "api_version",
+    "body",
+    "headers",
+    "source",
+    "secret_fingerprint",
+    "traceparent",
+    "status",
+    "status_reason",
+    "attempts",
+    "received_at",
+    "next_attempt_at",
+    "updated_at",
+)
 
 
-def insert_event(
-    session: Session | Connection,
+def event_row(
     *,
     event_id: str,
     body: bytes,
@@ -57,72 +78,257 @@ def insert_event(
     secret_fingerprint: str | None = None,
     traceparent: str | None = None,
     status_reason: str | None = None,
-) -> bool:
-    """Insert the event unless its id is stored or purged; return True if this call stored it.
-
-    The unique constraint on event_id decides, inside the database, which of several
-    concurrent deliveries wins: no read-then-write race, no exception for the losers. A
-    tombstone (models/tombstones.py) makes the insert select no row at all.
-    Works on a Session or a bare Connection (the receiver's, which skips the ORM's cost).
-    """
-    now = utcnow()
-    parameters = {
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Return the values of a new inbox row; a `received` one is due for the relay at once."""
+    now = now or utcnow()
+    return {
         "event_id": event_id,
-        "event_type": event_type,
+        "event_type": clip(WebhookEvent.event_type, event_type),
         "task_id": task_id,
-        "api_version": api_version,
+        "api_version": clip(WebhookEvent.api_version, api_version),
         "body": body,
         "headers": headers or {},
         "source": source,
         "secret_fingerprint": secret_fingerprint,
-        "traceparent": traceparent,
+        "traceparent": clip(WebhookEvent.traceparent, traceparent),
         "status": status,
-        "status_reason": status_reason,
+        "status_reason": clip(WebhookEvent.status_reason, status_reason),
         "attempts": 0,
         "received_at": now,
-        "enqueued_at": now if status is EventStatus.ENQUEUED else None,
-        "started_at": None,
-        "finished_at": None,
-        "last_error": None,
+        "next_attempt_at": now if status is EventStatus.RECEIVED else None,
         "updated_at": now,
     }
-    # Core execution on the session's own connection (same transaction): the ORM's bulk
-    # insert path does not take INSERT ... SELECT.
-    connection = session.connection() if isinstance(session, Session) else session
-    result = connection.execute(_insert_statement(connection), parameters)
-    return result.scalar_one_or_none() is not None
 
 
-def mark_enqueued(session: Session | Connection, event_ids: list[str]) -> int:
-    """Record that events were handed to the broker; return how many rows changed.
+def _storing(dialect: str, notify: bool) -> Any:
+    """Return the statement that stores one row and yields its id if it was new.
 
-    Only rows still `received` move: a worker may already have picked the message up and set
-    `processing`, and that later state must win.
+    ON CONFLICT DO NOTHING lets the unique event_id decide, inside the database, which of
+    several concurrent deliveries wins: no read-then-write race, no error for the losers.
+    INSERT ... SELECT <parameters> WHERE NOT EXISTS (tombstone): a purged event's
+    redelivery is a duplicate like any other, in the same statement. On PostgreSQL the
+    statement can also wake the relay (NOTIFY is sent at commit, so the relay never looks
+    before the row is visible).
     """
-    if not event_ids:
-        return 0
-    now = utcnow()
-    result = session.execute(
-        update(WebhookEvent)
-        .where(WebhookEvent.event_id.in_(event_ids))
-        .where(WebhookEvent.status == EventStatus.RECEIVED)
-        .values(status=EventStatus.ENQUEUED, enqueued_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
+    columns = [WebhookEvent.__table__.c[name] for name in _COLUMNS]
+    values = select(*[_parameter(column, dialect) for column in columns]).where(
+        ~exists().where(EventTombstone.event_id == bindparam("event_id"))
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    insert = (
+        dialect_insert(dialect, WebhookEvent)
+        .from_select(columns, values)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(WebhookEvent.event_id)
+    )
+    if dialect != "postgresql" or not notify:
+        return insert
+    new = insert.cte("new")
+    wake = func.pg_notify(literal_column(f"'{RELAY_CHANNEL}'"), literal_column("''"))
+    return select(new.c.event_id, wake).select_from(new)
 
 
-_UNSENT = (
+def _parameter(column: Any, dialect: str) -> Any:
+    # A parameter in a SELECT list has no column to take its type from: PostgreSQL needs
+    # the type spelled out (CAST), SQLite must not get one (CAST AS JSON there is numeric).
+    parameter = bindparam(column.name, type_=column.type)
+    return cast(parameter, column.type) if dialect == "postgresql" else parameter
+
+
+# Statements built once per dialect and executed with parameters: constructing one on every
+# call costs more CPU than the database round trip.
+_ONE: dict[tuple[str, bool], Any] = {}
+_MANY: dict[str, Any] = {}
+
+
+def _one_row(dialect: str, notify: bool = True) -> Any:
+    if (dialect, notify) not in _ONE:
+        _ONE[dialect, notify] = _storing(dialect, notify)
+    return _ONE[dialect, notify]
+
+
+def _many_rows(dialect: str) -> Any:
+    # Plain INSERT ... VALUES: executed with a list of rows it becomes multi-row INSERTs
+    # (SQLAlchemy's insertmanyvalues), which INSERT ... SELECT cannot.
+    if dialect not in _MANY:
+        binds: dict[str, Any] = {name: bindparam(name) for name in _COLUMNS}
+        _MANY[dialect] = (
+            dialect_insert(dialect, WebhookEvent)
+            .values(binds)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(WebhookEvent.event_id)
+        )
+    return _MANY[dialect]
+
+
+def _core(executor: Session | Connection) -> Connection:
+    # The session's own connection (same transaction): the ORM's bulk insert path, which a
+    # Session takes for an INSERT with parameters, does not take INSERT ... SELECT.
+    return executor.connection() if isinstance(executor, Session) else executor
+
+
+def store_event(executor: Session | Connection, row: dict[str, Any]) -> bool:
+    """Store one event (see event_row) unless its id is known; return True if it was new."""
+    connection = _core(executor)
+    return connection.execute(_one_row(dialect_name(connection)), row).first() is not None
+
+
+class InboxWriter:
+    """The receiver's store: one event per call, one statement, one round trip, no ORM.
+
+    The same statement as store_event, compiled once, run on a DBAPI connection from a pool
+    of its own whose connections stay in autocommit. SQLAlchemy's execution machinery, and
+    switching a shared connection to autocommit and back, cost more CPU per delivery than
+    everything else the receiver does after verifying. Values pass through the columns' own
+    bind processors, so they are stored exactly as SQLAlchemy stores them, and errors come
+    out as SQLAlchemy's DBAPIError like any other. The relay is woken at most every
+    NOTIFY_EVERY_SECONDS.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        # No pre-ping: it costs a round trip per delivery. A connection that died while idle
+        # fails one delivery with 503 (Rivya retries it), and is replaced.
+        self._engine = make_engine(database_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        self._dialect = self._engine.dialect
+        quiet = _one_row(self._dialect.name, notify=False).compile(dialect=self._dialect)
+        waking = _one_row(self._dialect.name, notify=True).compile(dialect=self._dialect)
+        self._sql = {False: quiet.string, True: waking.string}
+        self._order = quiet.positiontup  # for positional paramstyles (SQLite's "?")
+        self._notified_at = -NOTIFY_EVERY_SECONDS
+        columns = WebhookEvent.__table__.c
+        self._converters = [
+            (name, columns[name].type.dialect_impl(self._dialect).bind_processor(self._dialect))
+            for name in _COLUMNS
+        ]
+
+    def store(self, row: dict[str, Any]) -> bool:
+        """Store the event unless its id is known; return True if it was new."""
+        values = {
+            name: row[name] if convert is None else convert(row[name])
+            for name, convert in self._converters
+        }
+        parameters: Any = [values[n] for n in self._order] if self._order else values
+        now = time.monotonic()
+        # Unlocked: two threads both notifying now and then costs nothing.
+        notify = now - self._notified_at >= NOTIFY_EVERY_SECONDS
+        if notify:
+            self._notified_at = now
+        sql = self._sql[notify]
+        pooled = self._engine.raw_connection()
+        dbapi_connection = pooled.dbapi_connection
+        assert dbapi_connection is not None  # None only once the pool closed it
+        cursor = None
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(sql, parameters)
+            found = cursor.fetchone()
+        except self._dialect.loaded_dbapi.Error as exc:
+            lost = bool(self._dialect.is_disconnect(exc, dbapi_connection, cursor))
+            if lost:
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(
+                sql,
+                parameters,
+                exc,
+                self._dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
+            ) from exc
+        finally:
+            if cursor is not None:
+                cursor.close()
+            pooled.close()
+        return found is not None
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def insert_event(executor: Session | Connection, **values: Any) -> bool:
+    """Store one event made by event_row(**values); return True if it was new."""
+    return store_event(executor, event_row(**values))
+
+
+def store_events(executor: Session | Connection, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Store many events with multi-row INSERTs; return the ids of those that were new.
+
+    Rows of purged events (tombstones) are left out first; the relay is woken once for all.
+    """
+    if not rows:
+        return []
+    connection = _core(executor)
+    ids = [row["event_id"] for row in rows]
+    purged = set(
+        connection.scalars(select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids)))
+    )
+    kept = [row for row in rows if row["event_id"] not in purged]
+    if not kept:
+        return []
+    new = [found[0] for found in connection.execute(_many_rows(dialect_name(connection)), kept)]
+    if new:
+        wake_relay(connection)
+    return new
+
+
+def wake_relay(executor: Session | Connection) -> None:
+    """Tell a listening relay that rows became due (PostgreSQL; SQLite's relay polls)."""
+    if dialect_name(executor) == "postgresql":
+        executor.execute(select(func.pg_notify(RELAY_CHANNEL, "")))
+
+
+# --- the relay's side --------------------------------------------------------------------
+
+
+def due_events(
+    connection: Connection, now: dt.datetime, limit: int
+) -> list[tuple[int, str, str | None, dt.datetime]]:
+    """Return (id, event_id, traceparent, due time) of events due for publishing, oldest first.
+
+    On PostgreSQL the rows stay locked until the transaction ends and rows another relay
+    holds are skipped, so several relays share the work without publishing a row twice.
+    """
+    query = (
+        select(
+            WebhookEvent.id,
+            WebhookEvent.event_id,
+            WebhookEvent.traceparent,
+            WebhookEvent.next_attempt_at,
+        )
+        .where(text(DUE_PREDICATE))
+        .where(WebhookEvent.next_attempt_at <= now)
+        .order_by(WebhookEvent.next_attempt_at)
+        .limit(limit)
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    # next_attempt_at is never NULL here: the WHERE compares it.
+    return [(row[0], row[1], row[2], row[3] or now) for row in connection.execute(query)]
+
+
+_MARK_ENQUEUED = (
     update(WebhookEvent)
-    .where(WebhookEvent.event_id == bindparam("unsent_id"))
-    .where(WebhookEvent.status == EventStatus.ENQUEUED)
-    .values(status=EventStatus.RECEIVED, enqueued_at=None, updated_at=bindparam("now"))
+    .where(WebhookEvent.id.in_(bindparam("ids", expanding=True)))
+    .where(text(DUE_PREDICATE))
+    .where(WebhookEvent.next_attempt_at <= bindparam("due"))
+    .values(
+        status=EventStatus.ENQUEUED,
+        enqueued_at=bindparam("now"),
+        next_attempt_at=None,
+        updated_at=bindparam("now"),
+    )
 )
 
 
-def mark_unsent(executor: Session | Connection, event_id: str) -> None:
-    """Undo an optimistic `enqueued` after the publish failed, for the sweeper to retry."""
-    executor.execute(_UNSENT, {"unsent_id": event_id, "now": utcnow()})
+def mark_enqueued(connection: Connection, ids: list[int], due: dt.datetime) -> int:
+    """Mark published rows `enqueued`; return how many moved.
+
+    Compare-and-set: a row a worker already claimed (it got the message before this commit)
+    keeps its newer state.
+    """
+    if not ids:
+        return 0
+    now = utcnow()
+    result = connection.execute(_MARK_ENQUEUED, {"ids": ids, "due": due, "now": now})
+    return int(result.rowcount)
 
 
 def oldest_unfinished_event(session: Session) -> WebhookEvent | None:

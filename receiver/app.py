@@ -9,11 +9,12 @@ from structlog.contextvars import clear_contextvars
 from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
+from models.inbox import InboxWriter
 from receiver import contract, delivery_counter, health, results, webhooks
 from receiver.console import install_console
-from receiver.enqueue import Enqueuer
 from receiver.responses import json_error
 from receiver.state import ReceiverState
+from rivyahooks import faultpoints
 from rivyahooks.rivya.signatures import Verifier, fingerprint
 from rivyahooks.settings import Settings
 from rivyahooks.tracing import configure_tracing
@@ -40,16 +41,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     # No pre-ping: it costs a round trip per request. A connection that died while idle fails
     # one request with 503 (Rivya retries it) and SQLAlchemy then replaces the whole pool.
     engine = make_engine(settings.database_url, pool_pre_ping=False)
+    faultpoints.arm(settings.fault_points_dir)
     app.extensions["rivyahooks"] = ReceiverState(
         settings=settings,
         engine=engine,
+        inbox=InboxWriter(settings.database_url),
         sessions=make_session_factory(engine),
         verifier=Verifier(
             settings.webhook_scheme,
             settings.webhook_secrets,
             settings.webhook_tolerance_seconds,
         ),
-        enqueuer=Enqueuer(settings),
         secret_fingerprints=tuple(fingerprint(s) for s in settings.webhook_secrets),
     )
     configure_tracing("web", settings.otel_exporter_otlp_endpoint)

@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from receiver.enqueue import Enqueuer
+from models.inbox import InboxWriter
 from rivyahooks.rivya.signatures import Verifier
 from rivyahooks.settings import Settings
 
@@ -18,9 +18,10 @@ from rivyahooks.settings import Settings
 class ReceiverState:
     settings: Settings
     engine: Engine
+    # Stores deliveries: one statement, one round trip, on the engine's pool.
+    inbox: InboxWriter
     sessions: sessionmaker[Session]
     verifier: Verifier
-    enqueuer: Enqueuer
     # Fingerprints of the configured secrets, in the same order: stored with each event to
     # say which secret verified it, computed once rather than on every delivery.
     secret_fingerprints: tuple[str, ...]

@@ -1,4 +1,9 @@
-"""POST /webhooks/rivya: verify the raw bytes, parse, dedupe, store, enqueue, answer fast."""
+"""POST /webhooks/rivya: verify the raw bytes, parse, then store and answer in one round trip.
+
+The receiver never talks to the broker. It commits the event `received` with one statement
+(which on PostgreSQL also wakes the relay) and answers; the relay publishes it. Its only
+dependency is the database.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from models.events import EventSource, EventStatus
-from models.inbox import insert_event, mark_unsent
+from models.inbox import event_row
 from receiver.responses import json_answer, json_error
 from receiver.state import state
+from rivyahooks.faultpoints import reach
 from rivyahooks.logconfig import bind_contextvars
 from rivyahooks.metrics.web import DELIVERED, DELIVERY_DURATION, SIGNATURE_FAILURES
 from rivyahooks.rivya import contract
@@ -82,33 +88,32 @@ def receive() -> Response:
     bind_contextvars(event_id=event_id)  # on every line until the request ends
     annotate(event_id=event_id)
 
-    # `enqueued` is written with the row because the publish follows the commit at once; if
-    # the publish fails the row goes back to `received`, and if this process dies in between,
-    # the sweeper's visibility-window rule finds the row. This saves a second transaction on
-    # every delivery.
-    status = EventStatus.QUARANTINED if envelope.problem else EventStatus.ENQUEUED
+    status = EventStatus.QUARANTINED if envelope.problem else EventStatus.RECEIVED
+    reach("receiver.verified")
+    row = event_row(
+        event_id=event_id,
+        body=body,
+        source=EventSource.WEBHOOK,
+        status=status,
+        event_type=envelope.event_type,
+        task_id=envelope.task_id,
+        api_version=envelope.api_version,
+        headers=_stored_headers(),
+        secret_fingerprint=shared.secret_fingerprints[verified.secret_index],
+        # The delivery's trace: the relay hands it on with the message, so the worker's
+        # spans join the one that received it.
+        traceparent=context_headers().get("traceparent"),
+        status_reason=envelope.problem,
+    )
     try:
-        with shared.engine.begin() as connection:
-            created = insert_event(
-                connection,
-                event_id=event_id,
-                body=body,
-                source=EventSource.WEBHOOK,
-                status=status,
-                event_type=envelope.event_type,
-                task_id=envelope.task_id,
-                api_version=envelope.api_version,
-                headers=_stored_headers(),
-                secret_fingerprint=shared.secret_fingerprints[verified.secret_index],
-                traceparent=context_headers().get("traceparent"),
-                status_reason=envelope.problem,
-            )
+        created = shared.inbox.store(row)
     except SQLAlchemyError as exc:
         log.error("database unavailable, delivery refused error=%s", type(exc).__name__)
         DELIVERED["unavailable"].inc()
         return json_error(
             503, "database_unavailable", **{"Retry-After": str(DATABASE_DOWN_RETRY_AFTER_SECONDS)}
         )
+    reach("receiver.committed")
 
     if not created:
         log.info("duplicate delivery event_id=%s", event_id)
@@ -119,14 +124,6 @@ def receive() -> Response:
         log.warning("event quarantined event_id=%s reason=%s", event_id, envelope.problem)
         DELIVERED["quarantined"].inc()
         return json_answer(202, {"status": "quarantined"})
-
-    if not shared.enqueuer.process_event(event_id):
-        try:
-            with shared.engine.begin() as connection:
-                mark_unsent(connection, event_id)
-        except SQLAlchemyError as exc:
-            # Stored all the same; the sweeper re-enqueues it after the visibility window.
-            log.warning("could not mark unsent event_id=%s error=%s", event_id, type(exc).__name__)
     log.info("event accepted event_id=%s type=%s", event_id, envelope.event_type)
     DELIVERED["accepted"].inc()
     return json_answer(202, {"status": "accepted"})

@@ -1,6 +1,6 @@
 """Celery configuration shared by every process that talks to the broker.
 
-The worker and beat (tasks.celery_app) and the web process (receiver.enqueue) must agree on
+The worker and beat (tasks.celery_app) and the relay (tasks.publisher) must agree on
 serialization and transport options, so both build their config here.
 """
 
@@ -19,7 +19,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # A message not acknowledged within this window goes back to the queue; it must
             # exceed the longest task, or a slow download would run twice at once.
             "visibility_timeout": settings.task_visibility_timeout_seconds,
-            # Bounded waits, so a broker outage costs a request seconds, not minutes.
+            # Bounded waits, so a broker outage stalls the relay seconds, not minutes.
             "socket_timeout": 5,
             "socket_connect_timeout": 2,
         }
@@ -34,3 +34,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "broker_connection_retry_on_startup": True,
     }
+
+
+def ping(settings: Settings, timeout: float = 3) -> None:
+    """Raise if the broker cannot be reached within about `timeout` seconds."""
+    from kombu.connection import Connection
+
+    config = celery_config(settings)
+    with Connection(  # type: ignore[no-untyped-call]
+        settings.broker_url,
+        transport_options=config["broker_transport_options"],
+        connect_timeout=timeout,
+    ) as connection:
+        connection.ensure_connection(max_retries=1, timeout=timeout)

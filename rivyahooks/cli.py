@@ -6,11 +6,11 @@ import click
 from sqlalchemy import Engine
 
 from rivyahooks.commands.events import events, replay, stats
+from rivyahooks.commands.relay import relay
 from rivyahooks.commands.retention import purge
 from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
 from rivyahooks.commands.settings import settings
 from rivyahooks.console import Context, fail, pass_context
-from rivyahooks.rivya.simulator.cli import simulate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,6 +97,20 @@ def demo(generations: int, keep_running: bool) -> None:
     raise SystemExit(run_demo(generations=generations, keep_running=keep))
 
 
+# Forwarded, so the simulator (a Flask app and its state) is imported only when it runs.
+@main.command(
+    "simulate",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.pass_context
+def simulate(ctx: click.Context) -> None:
+    """Run the Rivya simulator (`simulate --help` lists its fault knobs)."""
+    from rivyahooks.rivya.simulator.cli import simulate as command
+
+    command.main(ctx.args, prog_name=ctx.command_path)
+
+
 for command in (
     events,
     replay,
@@ -108,6 +122,6 @@ for command in (
     webhooks,
     doctor,
     settings,
-    simulate,
+    relay,
 ):
     main.add_command(command)

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import click
 
+from rivyahooks import faultpoints
 from rivyahooks.settings import Settings, SettingsError
 
 # Exit codes: 0 done, 1 the work failed, 2 bad usage or configuration (click's own code).
@@ -29,6 +30,8 @@ class Context:
                 self._settings = Settings.from_env()
             except SettingsError as exc:
                 fail_config(str(exc))
+            # Commands run lifecycle steps too (reconcile, sweep, the relay).
+            faultpoints.arm(self._settings.fault_points_dir)
         return self._settings
 
 

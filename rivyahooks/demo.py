@@ -1,7 +1,8 @@
 """`make demo`: the whole service end to end on embedded defaults, in under two minutes.
 
-Starts the simulator, the receiver (gunicorn), a worker and beat as real processes with the
-Procfile's commands, on SQLite and the SQLite-backed broker under var/demo. Creates
+Starts the simulator, the receiver (gunicorn), the relay, a worker and beat as real
+processes with the Procfile's commands, on SQLite and the SQLite-backed broker under
+var/demo. Creates
 generations while the simulator drops and duplicates deliveries, waits, reconciles, then
 checks every generation against the simulator and prints what happened.
 """
@@ -28,7 +29,6 @@ import click
 import httpx
 from sqlalchemy import func, select
 
-from models.db import make_engine, make_session_factory
 from models.events import UNFINISHED_STATUSES, EventSource, WebhookEvent
 from models.generations import Generation, GenerationOutput
 from models.migrate import upgrade
@@ -36,6 +36,7 @@ from rivyahooks.console import table
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.settings import Settings
+from tasks.runtime import Runtime
 
 DEMO_DIR = Path("var/demo")
 DROP_RATIO = 0.2
@@ -135,7 +136,6 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
         rivya_api_base=f"http://127.0.0.1:{sim_port}",
         rivya_api_key=api_key,
         download_allowed_hosts=("127.0.0.1",),
-        sweep_received_after_seconds=5,
         sweep_interval_seconds=5,
         # The demo runs reconcile itself, to show what it recovers.
         reconcile_interval_seconds=3600,
@@ -194,13 +194,13 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
             ],
             env,
         )
-        _say("starting web (gunicorn), worker and beat with the Procfile's own lines")
+        _say("starting web (gunicorn), relay, worker and beat with the Procfile's own lines")
         # The Procfile's commands, run by a shell as a platform runs them, with this
         # environment's executables first on PATH: the demo proves the Procfile works.
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env["WORKER_CONCURRENCY"] = "4"
         roles = procfile_roles(Path("Procfile"))
-        for role in ("web", "worker", "beat"):
+        for role in ("web", "relay", "worker", "beat"):
             processes.start(role, ["bash", "-c", roles[role]], env)
         _wait_until(
             "the simulator",
@@ -233,7 +233,7 @@ def _serve_console(settings: Settings, web_port: int, processes: Processes) -> N
         f"\nconsole:         http://127.0.0.1:{web_port}/console/\n"
         f"admin token:     {settings.console_admin_token}\n"
         f"read-only token: {settings.console_readonly_token}\n"
-        "The web role, worker, beat and simulator keep running; Ctrl-C stops them."
+        "The web role, relay, worker, beat and simulator keep running; Ctrl-C stops them."
     )
     try:
         while True:
@@ -248,9 +248,9 @@ def _serve_console(settings: Settings, web_port: int, processes: Processes) -> N
 def _exercise(
     settings: Settings, processes: Processes, count: int, started: float, web_url: str
 ) -> int:
-    engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
-    client = RivyaClient.from_settings(settings)
+    runtime = Runtime(settings)
+    sessions = runtime.sessions
+    client = runtime.rivya
     _say(f"creating {count} generations through the API, recorded as `rivya-hooks submit` does")
     from tasks.generation_state import record_submitted
 
@@ -283,7 +283,11 @@ def _exercise(
             )
         return unfinished == 0
 
-    time.sleep(2)  # the last deliveries and their retries
+    def simulator_idle() -> bool:
+        busy = httpx.get(f"{settings.rivya_api_base}/_sim/deliveries", timeout=5).json()
+        return bool(busy["pending"] == 0 and busy["running"] == 0)
+
+    _wait_until("the last deliveries and their retries", simulator_idle, processes, 60)
     _wait_until("delivered events to be processed", deliveries_settled, processes, 60)
     with sessions() as session:
         by_webhook = session.scalar(
@@ -291,13 +295,12 @@ def _exercise(
         )
     _say(f"{by_webhook} events arrived by webhook; running reconcile for the rest")
 
-    from rivyahooks.commands.wiring import broker_sender
     from tasks.reconcile import reconcile
 
-    summary = reconcile(sessions, settings, client, broker_sender(settings))
+    summary = reconcile(runtime)
     _say(
         f"reconcile: {summary.events_listed} events listed, {summary.events_missing} missing here, "
-        f"{summary.enqueued} enqueued"
+        f"{summary.stored} stored for the relay"
     )
 
     def everything_settled() -> bool:
@@ -314,8 +317,7 @@ def _exercise(
     remaining = max(10.0, DEADLINE_SECONDS - (time.monotonic() - started))
     _wait_until("reconciled events to be processed", everything_settled, processes, remaining)
     report = _report(settings, sessions, client, task_ids, simulator_state())
-    client.close()
-    engine.dispose()
+    runtime.close()
     click.echo(report.text)
     click.echo(_show_results_api(web_url, settings.results_api_tokens[0]))
     click.echo(f"\nfinished in {time.monotonic() - started:.0f} s")

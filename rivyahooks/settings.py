@@ -263,23 +263,28 @@ class Settings:
     webhook_max_body_bytes: int = setting(
         "RIVYA_WEBHOOK_MAX_BODY_BYTES", 1_048_576, "larger bodies get 413", whole(1024)
     )
-    # Events committed but never enqueued (broker down) are re-enqueued after this age.
-    sweep_received_after_seconds: int = setting(
-        "SWEEP_RECEIVED_AFTER_SECONDS",
-        60,
-        "age after which a `received` event is re-enqueued",
-        whole(0),
-    )
     sweep_interval_seconds: int = setting(
-        "SWEEP_INTERVAL_SECONDS", 60, "how often beat runs the sweeper", whole(1)
+        "SWEEP_INTERVAL_SECONDS",
+        60,
+        "how often beat runs the sweeper (expired leases, messages the broker lost)",
+        whole(1),
     )
-    # Longest a task may run before the broker hands its message to another worker; events
-    # left `processing` longer than this are re-enqueued by the sweeper.
+    # Longest a message may stay unacknowledged before the broker hands it to another
+    # worker. Claims (PROCESS_TIME_LIMIT_SECONDS) must end well within it; events `enqueued`
+    # for longer than this are published again by the relay.
     task_visibility_timeout_seconds: int = setting(
         "TASK_VISIBILITY_TIMEOUT_SECONDS",
         3600,
-        "Redis visibility timeout; events stuck longer are re-enqueued",
+        "Redis visibility timeout; events `enqueued` longer are published again",
         whole(10),
+    )
+    # One attempt's whole budget: Celery's hard time limit, the claim's lease (plus a short
+    # grace) and, scaled down, the soft limit and the downloads' total deadline.
+    process_time_limit_seconds: int = setting(
+        "PROCESS_TIME_LIMIT_SECONDS",
+        1800,
+        "longest one processing attempt may run (downloads included); below the visibility timeout",
+        whole(2),
     )
     process_max_attempts: int = setting(
         "PROCESS_MAX_ATTEMPTS", 8, "attempts before an event is `dead`", whole(1)
@@ -289,6 +294,14 @@ class Settings:
         "PROCESS_RETRY_BASE_SECONDS",
         2.0,
         "first retry delay of processing; doubles per attempt",
+        positive_number,
+    )
+    # On PostgreSQL the relay is woken by NOTIFY and polls only as a fallback (and for retries
+    # that fall due); SQLite has no notifications, so there it polls at most every 0.25 s.
+    relay_poll_seconds: float = setting(
+        "RELAY_POLL_SECONDS",
+        1.0,
+        "longest the relay waits before looking for due events (SQLite: at most 0.25)",
         positive_number,
     )
     rivya_api_base: str = setting(
@@ -493,6 +506,13 @@ class Settings:
         "",
         "OTLP/HTTP collector for traces (needs the `otel` extra); unset: no traces",
         http_url,
+    )
+    # Fault testing only (see rivyahooks/faultpoints.py); unset in every real deployment.
+    fault_points_dir: str = setting(
+        "FAULT_POINTS_DIR",
+        "",
+        "fault testing only: directory of armed fault points; unset disables them",
+        text,
     )
 
     def replace(self, **changes: Any) -> Settings:

@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from rivyahooks import faultpoints
 from rivyahooks.broker import celery_config
 from rivyahooks.settings import Settings
 from tasks import instrumentation, names
@@ -20,7 +21,13 @@ class RivyaCelery(Celery):  # type: ignore[misc]
 
 
 def create_celery(settings: Settings) -> RivyaCelery:
-    """Build the Celery app for worker and beat processes."""
+    """Build the Celery app for worker and beat processes.
+
+    Raises SettingsError when the time limits do not fit inside the visibility timeout.
+    """
+    runtime = Runtime(settings)
+    limits = runtime.limits
+    faultpoints.arm(settings.fault_points_dir)
     app = RivyaCelery("rivyahooks", set_as_current=True)
     app.config_from_object(celery_config(settings))
     app.conf.update(
@@ -31,6 +38,12 @@ def create_celery(settings: Settings) -> RivyaCelery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_hijack_root_logger=False,
+        # An attempt past its soft limit gets SoftTimeLimitExceeded (recorded as a failure);
+        # past its hard limit it is killed, and its lease lapses soon after. Both end before
+        # the broker's visibility timeout (Runtime checks it).
+        task_annotations={
+            names.PROCESS_EVENT: {"soft_time_limit": limits.soft, "time_limit": limits.hard}
+        },
         beat_schedule={
             "sweep-events": {
                 "task": names.SWEEP_EVENTS,
@@ -46,7 +59,7 @@ def create_celery(settings: Settings) -> RivyaCelery:
             },
         },
     )
-    app.runtime = Runtime(settings)
+    app.runtime = runtime
 
     def reset_after_fork(**_: Any) -> None:
         app.runtime.after_fork()
@@ -55,8 +68,6 @@ def create_celery(settings: Settings) -> RivyaCelery:
     worker_process_init.connect(reset_after_fork, weak=False)
     instrumentation.connect(app)
     # Importing registers the tasks with this app (shared_task binds to the current app).
-    import tasks.events
-    import tasks.reconcile_task
-    import tasks.retention_task  # noqa: F401
+    import tasks.celery_tasks  # noqa: F401
 
     return app

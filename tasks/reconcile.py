@@ -1,48 +1,61 @@
 """Catch what webhooks missed: read Rivya's event log and poll unfinished generations.
 
 Unseen events enter through the same inbox as webhooks (source `reconcile`), so the same
-deduplication and processing follow. They came over the authenticated API, so no signature
-applies. Only one reconcile runs at a time, whoever starts it: a row in `reconcile_state` is
-the lock, taken with a conditional UPDATE that only one transaction can win.
+deduplication follows, and the relay publishes them like any other. They came over the
+authenticated API, so no signature applies. Each page of the log is stored with one
+multi-row INSERT. An entry this code cannot use is stored `quarantined` (under a synthetic
+id when it has none) for an operator to see, and the run goes on.
+
+Only one reconcile runs at a time, whoever starts it: a row in `reconcile_state` is the
+lock, taken with a conditional UPDATE that only one transaction can win. On PostgreSQL an
+advisory lock held by the run's connection guards it too, so a run that was killed frees
+the lock at once instead of after STALE_LOCK.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.base import utcnow
 from models.db import dialect_insert
 from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationStatus
-from models.inbox import insert_event, mark_enqueued
+from models.inbox import event_row, store_events
 from models.reconcile import ReconcileState
 from models.tombstones import EventTombstone
+from rivyahooks.faultpoints import reach
 from rivyahooks.metrics.worker import RECONCILE_FOUND
 from rivyahooks.rivya import contract
-from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.envelope import envelope_from_dict
-from rivyahooks.rivya.errors import RivyaError, RivyaNotFound
-from rivyahooks.settings import Settings
+from rivyahooks.rivya.errors import RivyaError
 from tasks.generation_state import lenient_time
-from tasks.sweep import send_until_refused
+from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = "event-log"
-# A run that died without releasing the lock frees it after this long.
+# A run that died without releasing the lock frees it after this long (SQLite; on
+# PostgreSQL the advisory lock goes with the dead run's connection).
 STALE_LOCK = dt.timedelta(hours=1)
+# Any constant both sides agree on; it names the reconcile among advisory locks.
+ADVISORY_LOCK_KEY = 0x52495659  # "RIVY"
 POLL_BATCH = 200
 # Synthetic events for generations recovered by polling get ids of this form, so repeated
 # polls of the same outcome deduplicate like webhook redeliveries do.
 POLL_EVENT_PREFIX = "poll_"
+# Log entries without a usable id are stored under this prefix and the entry's hash, so the
+# same entry read again (the overlap re-reads it) is stored once.
+UNUSABLE_EVENT_PREFIX = "unusable:sha256:"
 
 Progress = Callable[[str], None]
 
@@ -56,7 +69,10 @@ class ReconcileSummary:
     pages_read: int = 0
     events_listed: int = 0
     events_missing: int = 0
-    enqueued: int = 0
+    # New events stored `received`: the relay publishes them.
+    stored: int = 0
+    # Log entries this code cannot use, stored `quarantined` for an operator.
+    unusable: int = 0
     generations_polled: int = 0
     generations_recovered: int = 0
     checkpoint_before: str | None = None
@@ -68,7 +84,10 @@ class ReconcileSummary:
         return asdict(self)
 
 
-def _acquire(sessions: sessionmaker[Session]) -> ReconcileState:
+@contextmanager
+def _lock(runtime: Runtime) -> Iterator[ReconcileState]:
+    """Hold the reconcile lock for the run; yield the state row as it was."""
+    sessions = runtime.sessions
     now = utcnow()
     with sessions.begin() as session:
         session.execute(
@@ -76,29 +95,49 @@ def _acquire(sessions: sessionmaker[Session]) -> ReconcileState:
             .values(name=STATE_NAME, updated_at=now)
             .on_conflict_do_nothing(index_elements=["name"])
         )
-    with sessions.begin() as session:
-        won = session.execute(
-            update(ReconcileState)
-            .where(ReconcileState.name == STATE_NAME)
-            .where(
-                or_(
-                    ReconcileState.running_since.is_(None),
-                    ReconcileState.running_since < now - STALE_LOCK,
-                )
-            )
-            .values(running_since=now, updated_at=now)
-        ).rowcount  # type: ignore[attr-defined]
-        if won != 1:
+    with runtime.engine.connect() as holder:
+        advisory = holder.dialect.name == "postgresql"
+        if advisory and not _try_advisory_lock(holder):
             raise ReconcileBusy("another reconcile is running")
-        return session.scalars(
-            select(ReconcileState).where(ReconcileState.name == STATE_NAME)
-        ).one()
+        try:
+            with sessions.begin() as session:
+                taking = update(ReconcileState).where(ReconcileState.name == STATE_NAME)
+                if not advisory:
+                    taking = taking.where(
+                        or_(
+                            ReconcileState.running_since.is_(None),
+                            ReconcileState.running_since < now - STALE_LOCK,
+                        )
+                    )
+                taken = session.execute(taking.values(running_since=now, updated_at=now))
+                if taken.rowcount != 1:  # type: ignore[attr-defined]
+                    raise ReconcileBusy("another reconcile is running")
+                state = session.scalars(
+                    select(ReconcileState).where(ReconcileState.name == STATE_NAME)
+                ).one()
+            yield state
+        finally:
+            if advisory:
+                _advisory_unlock(holder)
 
 
-def _release(
-    sessions: sessionmaker[Session], summary: ReconcileSummary, checkpoint: dt.datetime | None
-) -> None:
-    with sessions.begin() as session:
+def _try_advisory_lock(connection: Connection) -> bool:
+    got = connection.execute(select(func.pg_try_advisory_lock(ADVISORY_LOCK_KEY))).scalar()
+    connection.commit()
+    return bool(got)
+
+
+def _advisory_unlock(connection: Connection) -> None:
+    try:
+        connection.execute(select(func.pg_advisory_unlock(ADVISORY_LOCK_KEY)))
+        connection.commit()
+    except SQLAlchemyError:
+        # A pooled connection must not keep holding the lock: close it for good instead.
+        connection.invalidate()
+
+
+def _release(runtime: Runtime, summary: ReconcileSummary, checkpoint: dt.datetime | None) -> None:
+    with runtime.sessions.begin() as session:
         state = session.get(ReconcileState, STATE_NAME)
         assert state is not None
         state.running_since = None
@@ -109,10 +148,7 @@ def _release(
 
 
 def reconcile(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    client: RivyaClient,
-    enqueue: Callable[[str], None],
+    runtime: Runtime,
     *,
     since: dt.datetime | None = None,
     dry_run: bool = False,
@@ -121,28 +157,28 @@ def reconcile(
     """Run both sources once; return what was found. Raises ReconcileBusy or RivyaError."""
     say = progress or (lambda _message: None)
     summary = ReconcileSummary(dry_run=dry_run)
-    state = _acquire(sessions)
     newest: dt.datetime | None = None
-    try:
-        stored_checkpoint = state.checkpoint
-        summary.checkpoint_before = _iso(stored_checkpoint)
-        start = since or stored_checkpoint
-        if start is not None:
-            retention = dt.timedelta(days=contract.EVENTS_RETENTION_DAYS)
-            if utcnow() - start > retention:
-                summary.warnings.append(
-                    f"checkpoint {_iso(start)} is older than the event log's retention "
-                    f"({contract.EVENTS_RETENTION_DAYS} days): events in between may be "
-                    "gone from the log; unfinished generations are still polled"
-                )
-            # Read back over the overlap window: an event written late with an earlier
-            # created_at would otherwise fall behind the checkpoint and never be seen.
-            start = start - dt.timedelta(seconds=settings.reconcile_overlap_seconds)
-        newest = _read_event_log(sessions, client, enqueue, start, summary, dry_run, say)
-        _poll_generations(sessions, settings, client, enqueue, summary, dry_run, say)
-    finally:
-        _release(sessions, summary, None if dry_run else newest)
-        summary.checkpoint_after = _iso(newest) if newest and not dry_run else None
+    with _lock(runtime) as state:
+        try:
+            stored_checkpoint = state.checkpoint
+            summary.checkpoint_before = _iso(stored_checkpoint)
+            start = since or stored_checkpoint
+            if start is not None:
+                retention = dt.timedelta(days=contract.EVENTS_RETENTION_DAYS)
+                if utcnow() - start > retention:
+                    summary.warnings.append(
+                        f"checkpoint {_iso(start)} is older than the event log's retention "
+                        f"({contract.EVENTS_RETENTION_DAYS} days): events in between may be "
+                        "gone from the log; unfinished generations are still polled"
+                    )
+                # Read back over the overlap window: an event written late with an earlier
+                # created_at would otherwise fall behind the checkpoint and never be seen.
+                start = start - dt.timedelta(seconds=runtime.settings.reconcile_overlap_seconds)
+            newest = _read_event_log(runtime, start, summary, dry_run, say)
+            _poll_generations(runtime, summary, dry_run, say)
+        finally:
+            _release(runtime, summary, None if dry_run else newest)
+            summary.checkpoint_after = _iso(newest) if newest and not dry_run else None
     for warning in summary.warnings:
         log.warning("reconcile: %s", warning)
     log.info("reconcile done %s", json.dumps(summary.as_dict()))
@@ -154,32 +190,32 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 
 def _read_event_log(
-    sessions: sessionmaker[Session],
-    client: RivyaClient,
-    enqueue: Callable[[str], None],
+    runtime: Runtime,
     start: dt.datetime | None,
     summary: ReconcileSummary,
     dry_run: bool,
     say: Progress,
 ) -> dt.datetime | None:
-    pager = client.iter_webhook_events(created_after=start, limit=contract.EVENTS_PAGE_LIMIT_MAX)
+    pager = runtime.rivya.iter_webhook_events(
+        created_after=start, limit=contract.EVENTS_PAGE_LIMIT_MAX
+    )
     newest: dt.datetime | None = None
-    page: list[dict[str, Any]] = []
+    page: list[Any] = []
     pages_seen = 0
     for event in pager:
         if pager.pages != pages_seen and page:
             # A new page started: the previous one is stored before reading on.
-            _store_page(sessions, enqueue, page, summary, dry_run)
+            _store_page(runtime, page, summary, dry_run)
             page = []
         pages_seen = pager.pages
         page.append(event)
-        created = lenient_time(event.get("created_at"))
+        created = lenient_time(event.get("created_at")) if isinstance(event, dict) else None
         if created is not None and (newest is None or created > newest):
             newest = created
         if pager.events % 500 == 0:
             say(f"event log: {pager.events} events read, {summary.events_missing} missing here")
     if page:
-        _store_page(sessions, enqueue, page, summary, dry_run)
+        _store_page(runtime, page, summary, dry_run)
     summary.pages_read = pager.pages
     summary.events_listed = pager.events
     say(
@@ -189,78 +225,70 @@ def _read_event_log(
     return newest
 
 
+def log_entry_row(entry: Any, now: dt.datetime) -> dict[str, Any]:
+    """Return the inbox row for one event-log entry; an unusable one is quarantined."""
+    document = entry
+    if isinstance(entry, dict):
+        # The log adds delivery_status to the delivered envelope; store the envelope.
+        document = {k: v for k, v in entry.items() if k != "delivery_status"}
+    body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    envelope = envelope_from_dict(document)
+    event_id = envelope.event_id
+    if event_id is None:
+        event_id = UNUSABLE_EVENT_PREFIX + hashlib.sha256(body).hexdigest()
+    return event_row(
+        event_id=event_id,
+        body=body,
+        source=EventSource.RECONCILE,
+        status=EventStatus.QUARANTINED if envelope.problem else EventStatus.RECEIVED,
+        event_type=envelope.event_type,
+        task_id=envelope.task_id,
+        api_version=envelope.api_version,
+        status_reason=envelope.problem and f"from the event log: {envelope.problem}",
+        now=now,
+    )
+
+
 def _store_page(
-    sessions: sessionmaker[Session],
-    enqueue: Callable[[str], None],
-    events: list[dict[str, Any]],
-    summary: ReconcileSummary,
-    dry_run: bool,
+    runtime: Runtime, entries: list[Any], summary: ReconcileSummary, dry_run: bool
 ) -> None:
-    ids = [e.get("id") for e in events if isinstance(e.get("id"), str)]
-    with sessions() as session:
-        known = set(
-            session.scalars(select(WebhookEvent.event_id).where(WebhookEvent.event_id.in_(ids)))
-        )
-        # Purged events are known too: their tombstones answer for them.
-        known |= set(
-            session.scalars(select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids)))
-        )
-    missing = [e for e in events if isinstance(e.get("id"), str) and e["id"] not in known]
-    summary.events_missing += len(missing)
-    if dry_run or not missing:
-        return
-    created: list[str] = []
-    with sessions.begin() as session:
-        for event in missing:
-            # The log adds delivery_status to the delivered envelope; store the envelope.
-            envelope_doc = {k: v for k, v in event.items() if k != "delivery_status"}
-            envelope = envelope_from_dict(envelope_doc)
-            assert envelope.event_id is not None
-            if (
-                insert_event(
-                    session,
-                    event_id=envelope.event_id,
-                    body=json.dumps(envelope_doc, separators=(",", ":")).encode(),
-                    source=EventSource.RECONCILE,
-                    status=EventStatus.QUARANTINED if envelope.problem else EventStatus.RECEIVED,
-                    event_type=envelope.event_type,
-                    task_id=envelope.task_id,
-                    api_version=envelope.api_version,
-                    status_reason=envelope.problem,
+    rows = [log_entry_row(entry, utcnow()) for entry in entries]
+    if dry_run:
+        ids = [row["event_id"] for row in rows]
+        with runtime.sessions() as session:
+            known = set(
+                session.scalars(select(WebhookEvent.event_id).where(WebhookEvent.event_id.in_(ids)))
+            )
+            # Purged events are known too: their tombstones answer for them.
+            known |= set(
+                session.scalars(
+                    select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids))
                 )
-                and not envelope.problem
-            ):
-                created.append(envelope.event_id)
-    RECONCILE_FOUND.inc(len(created))
-    _enqueue_all(sessions, enqueue, created, summary)
-
-
-def _enqueue_all(
-    sessions: sessionmaker[Session],
-    enqueue: Callable[[str], None],
-    event_ids: list[str],
-    summary: ReconcileSummary,
-) -> None:
-    # Rows are committed first; a broker failure leaves them `received` for the sweeper.
-    sent, error = send_until_refused(enqueue, event_ids)
-    if error is not None:
-        summary.warnings.append(f"broker unavailable ({type(error).__name__}); sweeper retries")
-    with sessions.begin() as session:
-        mark_enqueued(session, sent)
-    summary.enqueued += len(sent)
+            )
+        summary.events_missing += len(set(ids) - known)
+        return
+    with runtime.sessions.begin() as session:
+        new = set(store_events(session, rows))
+    reach("reconcile.page_stored")
+    summary.events_missing += len(new)
+    for row in rows:
+        if row["event_id"] not in new:
+            continue
+        if row["status"] is EventStatus.RECEIVED:
+            summary.stored += 1
+            RECONCILE_FOUND.inc()
+        else:
+            summary.unusable += 1
+            summary.warnings.append(
+                f"event log entry stored quarantined as {row['event_id']}: {row['status_reason']}"
+            )
 
 
 def _poll_generations(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    client: RivyaClient,
-    enqueue: Callable[[str], None],
-    summary: ReconcileSummary,
-    dry_run: bool,
-    say: Progress,
+    runtime: Runtime, summary: ReconcileSummary, dry_run: bool, say: Progress
 ) -> None:
-    cutoff = utcnow() - dt.timedelta(seconds=settings.reconcile_poll_after_seconds)
-    with sessions() as session:
+    cutoff = utcnow() - dt.timedelta(seconds=runtime.settings.reconcile_poll_after_seconds)
+    with runtime.sessions() as session:
         task_ids = list(
             session.scalars(
                 select(Generation.task_id)
@@ -280,14 +308,13 @@ def _poll_generations(
                 .limit(POLL_BATCH)
             )
         )
-    recovered: list[str] = []
     for number, task_id in enumerate(task_ids, start=1):
         try:
-            document = client.get_generation(task_id)
-        except RivyaNotFound:
-            log.warning("reconcile: generation %s not found at Rivya", task_id)
-            continue
+            document = runtime.rivya.get_generation(task_id)
         except RivyaError as exc:
+            if exc.code == contract.ERROR_NOT_FOUND:
+                log.warning("reconcile: generation %s not found at Rivya", task_id)
+                continue
             if not exc.retryable:
                 raise
             summary.warnings.append(f"poll of {task_id} failed: {exc.code}")
@@ -296,12 +323,11 @@ def _poll_generations(
         status = document.get("status")
         if status in contract.TERMINAL_GENERATION_STATUSES:
             summary.generations_recovered += 1
-            if not dry_run:
-                event_id = _store_polled(sessions, task_id, str(status), document)
-                if event_id:
-                    recovered.append(event_id)
+            if not dry_run and _store_polled(runtime, task_id, str(status), document):
+                summary.stored += 1
+                RECONCILE_FOUND.inc()
         if not dry_run:
-            with sessions.begin() as session:
+            with runtime.sessions.begin() as session:
                 session.execute(
                     update(Generation)
                     .where(Generation.task_id == task_id)
@@ -309,18 +335,14 @@ def _poll_generations(
                 )
         if number % 50 == 0:
             say(f"polled {number}/{len(task_ids)} unfinished generations")
-    RECONCILE_FOUND.inc(len(recovered))
-    _enqueue_all(sessions, enqueue, recovered, summary)
     say(
         f"generations: {summary.generations_polled} polled, "
         f"{summary.generations_recovered} found finished"
     )
 
 
-def _store_polled(
-    sessions: sessionmaker[Session], task_id: str, status: str, document: dict[str, Any]
-) -> str | None:
-    """Record a generation found finished by polling as an inbox event; return its id if new."""
+def _store_polled(runtime: Runtime, task_id: str, status: str, document: dict[str, Any]) -> bool:
+    """Record a generation found finished by polling as an inbox event; True if it is new."""
     event_id = f"{POLL_EVENT_PREFIX}{task_id}_{status}"[:255]
     event_type = (
         contract.EVENT_GENERATION_SUCCEEDED
@@ -335,14 +357,13 @@ def _store_polled(
         "object": contract.EVENT_OBJECT,
         contract.EVENT_DATA_KEY: document,
     }
-    with sessions.begin() as session:
-        created = insert_event(
-            session,
-            event_id=event_id,
-            body=json.dumps(envelope, separators=(",", ":")).encode(),
-            source=EventSource.RECONCILE,
-            event_type=event_type,
-            task_id=task_id,
-            api_version=contract.API_VERSION,
-        )
-    return event_id if created else None
+    row = event_row(
+        event_id=event_id,
+        body=json.dumps(envelope, separators=(",", ":")).encode(),
+        source=EventSource.RECONCILE,
+        event_type=event_type,
+        task_id=task_id,
+        api_version=contract.API_VERSION,
+    )
+    with runtime.sessions.begin() as session:
+        return bool(store_events(session, [row]))

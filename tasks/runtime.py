@@ -1,10 +1,16 @@
-"""Per-process resources of the worker: settings, the engine, the session factory.
+"""What processing, the sweeper and the reconciler work with: one object per process.
 
-The Celery app factory makes one Runtime and hangs it on the app; each forked child resets
-it, so no database connection is ever shared across processes.
+Settings, the engine and session factory, the Rivya client, the download client, storage,
+the process's identity and its time limits. The Celery app factory makes one and hangs it
+on the app (each forked child resets it, so no connection is ever shared across processes);
+the CLI and the tests make their own. Resources are built on first use and kept.
 """
 
 from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
 
 import httpx
 from sqlalchemy import Engine
@@ -12,13 +18,65 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_session_factory
 from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.settings import Settings
-from tasks.processing import download_client
+from rivyahooks.settings import Settings, SettingsError
+from storage import Storage, open_storage
+
+# Between Celery's hard time limit killing an attempt and its lease lapsing: the kill is not
+# instantaneous, and another claim must never start while the first still runs.
+LEASE_GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """How long one processing attempt may take, all derived from PROCESS_TIME_LIMIT_SECONDS."""
+
+    downloads: float  # every download of the attempt ends by then (a total deadline)
+    soft: float  # Celery raises SoftTimeLimitExceeded: recorded as a failed attempt
+    hard: float  # Celery kills the process running the attempt
+    lease: float  # the claim lapses; the sweeper or the next claim takes over
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TimeLimits:
+        """Return the limits, or raise SettingsError when they do not fit the broker's window."""
+        hard = float(settings.process_time_limit_seconds)
+        limits = cls(
+            downloads=hard * 0.8,
+            soft=hard * 0.9,
+            hard=hard,
+            lease=hard + LEASE_GRACE_SECONDS,
+        )
+        # Past the visibility timeout the broker hands the message to a second worker; the
+        # first must be finished (or killed, its lease lapsed) by then.
+        if limits.lease >= settings.task_visibility_timeout_seconds:
+            raise SettingsError(
+                f"PROCESS_TIME_LIMIT_SECONDS ({settings.process_time_limit_seconds}) plus "
+                f"{LEASE_GRACE_SECONDS:g} s must stay below TASK_VISIBILITY_TIMEOUT_SECONDS "
+                f"({settings.task_visibility_timeout_seconds}): lower the one or raise the other"
+            )
+        return limits
+
+
+def rivya_client(settings: Settings) -> RivyaClient:
+    """Return a Rivya API client configured by the settings (the key may be empty)."""
+    return RivyaClient(
+        settings.rivya_api_base,
+        settings.rivya_api_key,
+        timeout_seconds=settings.rivya_http_timeout_seconds,
+        max_attempts=settings.rivya_max_attempts,
+    )
+
+
+def download_client(settings: Settings) -> httpx.Client:
+    """Return an HTTP client for result URLs: no API key, no redirects."""
+    return httpx.Client(
+        follow_redirects=False, timeout=httpx.Timeout(settings.rivya_http_timeout_seconds)
+    )
 
 
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.limits = TimeLimits.from_settings(settings)
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._rivya: RivyaClient | None = None
@@ -40,7 +98,7 @@ class Runtime:
     def rivya(self) -> RivyaClient:
         """Return this process's Rivya API client (kept: its connections are reused)."""
         if self._rivya is None:
-            self._rivya = RivyaClient.from_settings(self.settings)
+            self._rivya = rivya_client(self.settings)
         return self._rivya
 
     @property
@@ -49,6 +107,16 @@ class Runtime:
         if self._downloads is None:
             self._downloads = download_client(self.settings)
         return self._downloads
+
+    @property
+    def storage(self) -> Storage:
+        """Return this process's storage (open_storage keeps one per process)."""
+        return open_storage(self.settings)
+
+    @property
+    def worker(self) -> str:
+        """Return host:pid, the identity attempts record (read each time: forks change it)."""
+        return f"{socket.gethostname()}:{os.getpid()}"
 
     def after_fork(self) -> None:
         """Forget the parent's pool (close=False: its sockets belong to the parent)."""

@@ -19,6 +19,7 @@ import logging  # noqa: E402
 from rivyahooks.console import EXIT_CONFIG, FIX_SETTING  # noqa: E402
 from rivyahooks.logconfig import configure_logging  # noqa: E402
 from tasks.celery_app import create_celery  # noqa: E402
+from tasks.runtime import TimeLimits  # noqa: E402
 
 # Configured before the settings are checked, so their failure is a line in this format.
 configure_logging(early_value("log_level"), early_value("log_format"), role="celery")
@@ -26,6 +27,8 @@ try:
     settings = Settings.from_env()
     # Without a key every event would fail its first call to Rivya and end `dead`.
     settings.require_api_key()
+    # An attempt must be over (or killed) before the broker hands its message to another.
+    TimeLimits.from_settings(settings)
 except SettingsError as exc:
     logging.getLogger(__name__).error("configuration error: %s", exc, extra={"next": FIX_SETTING})
     raise SystemExit(EXIT_CONFIG) from None

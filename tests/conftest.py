@@ -168,15 +168,14 @@ def settings(
         broker_url=broker_url,
         webhook_secrets=(SECRET,),
         storage_url=f"file://{tmp_path / 'results'}",
-        sweep_received_after_seconds=0,
     )
 
 
 def close_app(app: Flask) -> None:
-    """Stop what create_app started: the counter's thread, the pool, the broker client."""
+    """Stop what create_app started: the counter's thread, the pool, the inbox's pool."""
     app.extensions["delivery_counter"].stop()
     app.extensions["rivyahooks"].engine.dispose()
-    app.extensions["rivyahooks"].enqueuer.close()
+    app.extensions["rivyahooks"].inbox.close()
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ from tests.support.eventually import eventually
 from tests.support.processes import ROOT, free_port, group_members, own_redis_database
 
 # What a role run from the install must import from site-packages, never from a checkout.
-OUR_PACKAGES = ("receiver", "receiver.enqueue", "tasks", "models", "rivyahooks")
+OUR_PACKAGES = ("receiver", "tasks", "tasks.relay", "models", "rivyahooks")
 OUTPUTS = 2
 OUTPUT_BYTES = 128 * 1024
 REDIS_DB = 12

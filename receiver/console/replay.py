@@ -7,7 +7,7 @@ quarantined events are replayed here; anything else is still on its way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -40,12 +40,11 @@ def replay(
     sessions: sessionmaker[Session],
     event_ids: Iterable[str],
     operator: Operator,
-    send: Callable[[str], Any],
 ) -> list[dict[str, Any]]:
     """Replay the events that are still dead or quarantined; record the action on each."""
     with sessions() as session:
         planned = plan(session, event_ids)
-    _apply_replay(sessions, planned, send)
+    _apply_replay(sessions, planned)
     with sessions.begin() as session:
         for item in planned:
             record_action(

@@ -324,15 +324,11 @@ def event_detail(event_id: str) -> ResponseReturnValue:
         )
 
 
-def _send(event_id: str) -> None:
-    state().enqueuer.process_event(event_id)
-
-
 @bp.post("/events/<event_id>/replay")
 @admin_only
 def replay_one(event_id: str) -> ResponseReturnValue:
     """Replay one dead or quarantined event."""
-    done = replay.replay(state().sessions, [event_id], operator(), _send)
+    done = replay.replay(state().sessions, [event_id], operator())
     if not done:
         flash("Nothing replayed: the event is no longer dead or quarantined.", "warning")
     else:
@@ -375,7 +371,7 @@ def dead_replay() -> ResponseReturnValue:
         abort(400, "no events given")
     if len(ids) > replay.MAX_BATCH:
         abort(400, f"at most {replay.MAX_BATCH} events per replay")
-    done = replay.replay(state().sessions, ids, operator(), _send)
+    done = replay.replay(state().sessions, ids, operator())
     flash(f"Replayed {len(done)} of {len(ids)} previewed events.", "ok")
     return redirect(url_for("console.dead"))
 

@@ -1,18 +1,18 @@
-"""Commands on stored events: list, show, replay, stats."""
+"""Commands on stored events: list, show, audit, replay, stats."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import click
 from sqlalchemy import select
 
+from models.base import utcnow
 from models.db import count_by
-from models.events import EventSource, EventStatus, WebhookEvent
+from models.events import EventAttempt, EventSource, EventStatus, WebhookEvent, move
 from models.generations import Generation, GenerationOutput
-from models.inbox import oldest_unfinished_event
-from rivyahooks.commands.wiring import broker_sender, open_database
+from models.inbox import oldest_unfinished_event, wake_relay
+from rivyahooks.commands.wiring import open_database
 from rivyahooks.console import Context, echo_json, fail, parse_since, pass_context, table
 from rivyahooks.rivya.envelope import parse_envelope
 
@@ -32,7 +32,9 @@ def _event_row(event: WebhookEvent) -> dict[str, Any]:
         "attempts": event.attempts,
         "last_error": event.last_error,
         "received_at": event.received_at,
+        "next_attempt_at": event.next_attempt_at,
         "enqueued_at": event.enqueued_at,
+        "lease_expires_at": event.lease_expires_at,
         "started_at": event.started_at,
         "finished_at": event.finished_at,
         "updated_at": event.updated_at,
@@ -112,6 +114,22 @@ def show_event(ctx: Context, event_id: str, as_json: bool) -> None:
             fail(f"no event {event_id!r}", "list events with `rivya-hooks events list`")
         document = _event_row(event)
         document["headers"] = event.headers
+        document["attempt_history"] = [
+            {
+                "number": a.number,
+                "worker": a.worker,
+                "started_at": a.started_at,
+                "finished_at": a.finished_at,
+                "outcome": None if a.outcome is None else a.outcome.value,
+                "error": a.error,
+                "retry_at": a.retry_at,
+            }
+            for a in session.scalars(
+                select(EventAttempt)
+                .where(EventAttempt.event_id == event.event_id)
+                .order_by(EventAttempt.number)
+            )
+        ]
         generation = None
         if event.task_id:
             generation = session.scalars(
@@ -150,11 +168,24 @@ def show_event(ctx: Context, event_id: str, as_json: bool) -> None:
     click.echo(f"task      {document['task_id']}")
     click.echo(f"status    {document['status']}  {document['status_reason'] or ''}".rstrip())
     click.echo(f"attempts  {document['attempts']}")
-    for label in ("received_at", "enqueued_at", "started_at", "finished_at"):
+    for label in ("received_at", "next_attempt_at", "enqueued_at", "lease_expires_at"):
         if document[label]:
-            click.echo(f"{label.replace('_at', ''):9} {document[label].isoformat()}")
+            click.echo(
+                f"{label.removesuffix('_at').replace('_', ' '):16} {document[label].isoformat()}"
+            )
+    for attempt in document["attempt_history"]:
+        ended = attempt["finished_at"].isoformat() if attempt["finished_at"] else "running"
+        line = (
+            f"attempt {attempt['number']}: {attempt['started_at'].isoformat()} .. {ended} "
+            f"{attempt['outcome'] or ''} on {attempt['worker']}"
+        )
+        click.echo(line.rstrip())
+        if attempt["error"]:
+            click.echo(f"  error: {attempt['error']}")
+        if attempt["retry_at"]:
+            click.echo(f"  retry at {attempt['retry_at'].isoformat()}")
     if document["last_error"]:
-        click.echo(f"error     {document['last_error']}")
+        click.echo(f"last error  {document['last_error']}")
     gen = document["generation"]
     if gen:
         click.echo(
@@ -168,6 +199,44 @@ def show_event(ctx: Context, event_id: str, as_json: bool) -> None:
             )
 
 
+@events.command("audit")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def audit_events(ctx: Context, as_json: bool) -> None:
+    """Check that no event is stranded; exit 1 naming every one that is, and why.
+
+    Every event must be terminal, or scheduled: due for the relay, on the broker within the
+    visibility window, or held by a worker whose lease is live.
+    """
+    from models.audit import audit
+
+    sessions = open_database(ctx.settings)
+    with sessions() as session:
+        report = audit(session, utcnow(), ctx.settings.task_visibility_timeout_seconds)
+    if as_json:
+        echo_json(
+            {
+                "ok": report.ok,
+                "unfinished_checked": report.checked,
+                "unfinished": dict(report.unfinished),
+                "stranded": [vars(item) for item in report.stranded],
+            }
+        )
+    else:
+        waiting = ", ".join(f"{n} {status}" for status, n in sorted(report.unfinished.items()))
+        click.echo(f"unfinished events checked: {report.checked} ({waiting or 'none'})")
+        for item in report.stranded:
+            click.echo(f"STRANDED {item.event_id} ({item.status}): {item.why}")
+        if report.ok:
+            click.echo("ok: every event is finished or scheduled")
+    if not report.ok:
+        fail(
+            f"{len(report.stranded)} stranded event(s)",
+            "check that beat (the sweeper), the relay and the workers run; "
+            "`rivya-hooks sweep` takes back lost ones at once",
+        )
+
+
 @click.command()
 @click.argument("event_ids", nargs=-1)
 @click.option("--status", "from_status", type=STATUS, help="Replay every event in this status.")
@@ -177,11 +246,14 @@ def show_event(ctx: Context, event_id: str, as_json: bool) -> None:
 def replay(
     ctx: Context, event_ids: tuple[str, ...], from_status: str | None, dry_run: bool, as_json: bool
 ) -> None:
-    """Re-run stored events through the current code (by id, or all of --status)."""
+    """Re-run stored events through the current code (by id, or all of --status).
+
+    Replayed events are stored as due for the relay, which publishes them: this works with
+    the broker down too.
+    """
     if bool(event_ids) == bool(from_status):
         raise click.UsageError("give event ids or --status, not both and not neither")
     sessions = open_database(ctx.settings)
-    plan: list[dict[str, Any]] = []
     with sessions() as session:
         query = select(WebhookEvent)
         if from_status:
@@ -192,55 +264,83 @@ def replay(
     missing = set(event_ids) - {e.event_id for e in found}
     if missing:
         fail(f"no such events: {', '.join(sorted(missing))}")
-    for event in found:
-        plan.append(_replay_plan(event))
+    plan = [_replay_plan(event) for event in found]
     if not dry_run:
-        send = broker_sender(ctx.settings)
-        _apply_replay(sessions, plan, send)
+        _apply_replay(sessions, plan)
+    replayed = sum(1 for item in plan if item["to"] == EventStatus.RECEIVED.value)
     if as_json:
-        echo_json({"dry_run": dry_run, "events": plan})
+        echo_json({"dry_run": dry_run, "replayed": replayed, "events": plan})
         return
     verb = "would" if dry_run else "will"
     for item in plan:
         click.echo(f"{item['event_id']}: {item['from']} -> {item['to']} ({verb} {item['action']})")
-    click.echo(f"{len(plan)} event(s) {'would be ' if dry_run else ''}replayed")
+    if dry_run:
+        click.echo(f"{replayed} event(s) would be replayed")
+    else:
+        click.echo(
+            f"{replayed} event(s) replayed: stored as due, the relay publishes them "
+            "(once the broker is up, if it is down; `rivya-hooks relay` must be running)"
+        )
 
 
 def _replay_plan(event: WebhookEvent) -> dict[str, Any]:
     item: dict[str, Any] = {"event_id": event.event_id, "from": event.status.value}
+    received = EventStatus.RECEIVED.value
+    if event.status is EventStatus.PROCESSING:
+        item.update(
+            to=event.status.value,
+            action=f"stay: a worker holds it until {event.lease_expires_at}; if that worker "
+            "died, the sweeper takes it back then",
+        )
+        return item
+    if event.status is EventStatus.RECEIVED:
+        item.update(to=received, action="stay: it already waits for the relay")
+        return item
     if event.status is EventStatus.QUARANTINED:
         envelope = parse_envelope(event.body)
         if envelope.problem:
-            item.update(to="quarantined", action="stay quarantined: " + envelope.problem)
+            item.update(to=event.status.value, action="stay quarantined: " + envelope.problem)
             return item
-        item.update(to="enqueued", action="be processed: the current code understands it")
+        item.update(to=received, action="be processed: the current code understands it")
         item["envelope"] = {
             "event_type": envelope.event_type,
             "task_id": envelope.task_id,
             "api_version": envelope.api_version,
         }
         return item
-    item.update(to="enqueued", action="be processed again (stored outputs are kept)")
+    item.update(to=received, action="be processed again (stored outputs are kept)")
     return item
 
 
-def _apply_replay(sessions: Any, plan: list[dict[str, Any]], send: Any) -> None:
+def _apply_replay(sessions: Any, plan: list[dict[str, Any]]) -> None:
     for item in plan:
-        if item["to"] != "enqueued":
+        if item["to"] != EventStatus.RECEIVED.value or item["from"] == item["to"]:
             continue
+        now = utcnow()
+        values: dict[str, Any] = {
+            "next_attempt_at": now,
+            "attempts": 0,
+            "claim_token": None,
+            "lease_expires_at": None,
+            "finished_at": None,
+            "status_reason": "replayed by an operator",
+            "updated_at": now,
+        }
+        values.update(item.get("envelope", {}))
         with sessions.begin() as session:
-            event = session.scalars(
-                select(WebhookEvent).where(WebhookEvent.event_id == item["event_id"])
-            ).one()
-            if "envelope" in item:
-                event.event_type = item["envelope"]["event_type"]
-                event.task_id = item["envelope"]["task_id"]
-                event.api_version = item["envelope"]["api_version"]
-            if event.status is not EventStatus.ENQUEUED:
-                event.transition(EventStatus.ENQUEUED, "replayed by an operator")
-            event.attempts = 0
-            event.enqueued_at = dt.datetime.now(dt.UTC)
-        send(item["event_id"])
+            # Compare-and-set on the status the plan saw: a move made meanwhile stands.
+            moved = session.execute(
+                move(
+                    EventStatus.RECEIVED,
+                    WebhookEvent.event_id == item["event_id"],
+                    WebhookEvent.status == EventStatus(item["from"]),
+                    **values,
+                )
+            ).rowcount
+            if moved:
+                wake_relay(session)
+        if not moved:
+            item.update(to=item["from"], action="stay: it changed meanwhile; run replay again")
 
 
 @click.command()

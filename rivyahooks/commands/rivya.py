@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from models.base import utcnow
-from rivyahooks.commands.wiring import broker_sender, open_database, require_api_key, rivya_client
+from rivyahooks.commands.wiring import open_database, open_runtime, require_api_key, rivya_client
 from rivyahooks.console import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -86,28 +86,22 @@ def _next_step_for(exc: RivyaError) -> str:
 
 @click.command()
 @click.option("--since", help="Read the event log from this ISO-8601 time, not the checkpoint.")
-@click.option("--dry-run", is_flag=True, help="Count what is missing; store and enqueue nothing.")
+@click.option("--dry-run", is_flag=True, help="Count what is missing; store nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_context
 def reconcile(ctx: Context, since: str | None, dry_run: bool, as_json: bool) -> None:
-    """Find events and results that webhooks missed, and enqueue them."""
+    """Find events and results that webhooks missed, and store them for the relay."""
     from tasks.reconcile import ReconcileBusy
     from tasks.reconcile import reconcile as run
 
-    settings = ctx.settings
     moment = parse_since(since)
-    require_api_key(settings)
-    sessions = open_database(settings)
-    send = (lambda _event_id: None) if dry_run else broker_sender(settings)
-    with rivya_client(settings) as client:
-        try:
-            summary = run(
-                sessions, settings, client, send, since=moment, dry_run=dry_run, progress=progress
-            )
-        except ReconcileBusy:
-            fail("another reconcile is running", "wait for it to finish, then run again")
-        except RivyaError as exc:
-            fail(f"Rivya: {exc}", _next_step_for(exc))
+    runtime = open_runtime(ctx.settings, rivya=True)
+    try:
+        summary = run(runtime, since=moment, dry_run=dry_run, progress=progress)
+    except ReconcileBusy:
+        fail("another reconcile is running", "wait for it to finish, then run again")
+    except RivyaError as exc:
+        fail(f"Rivya: {exc}", _next_step_for(exc))
     if as_json:
         echo_json(summary.as_dict())
         return
@@ -116,24 +110,25 @@ def reconcile(ctx: Context, since: str | None, dry_run: bool, as_json: bool) -> 
     prefix = "dry run: " if dry_run else ""
     click.echo(
         f"{prefix}pages read {summary.pages_read}, events listed {summary.events_listed}, "
-        f"missing here {summary.events_missing}, enqueued {summary.enqueued}, "
-        f"generations polled {summary.generations_polled}, "
+        f"missing here {summary.events_missing}, stored {summary.stored}, "
+        f"unusable {summary.unusable}, generations polled {summary.generations_polled}, "
         f"recovered {summary.generations_recovered}"
     )
+    if summary.stored and not dry_run:
+        click.echo("the relay publishes the stored events (`rivya-hooks relay` must be running)")
 
 
 @click.command()
 @pass_context
 def sweep(ctx: Context) -> None:
-    """Re-enqueue events the broker lost or never got (beat runs this on a schedule)."""
+    """Take back events whose worker or message was lost (beat runs this on a schedule)."""
     from tasks.sweep import sweep as run
 
-    settings = ctx.settings
-    sessions = open_database(settings)
-    result = run(sessions, settings, broker_sender(settings))
-    click.echo(f"found {result.found}, enqueued {result.enqueued}")
-    if result.enqueued < result.found:
-        fail("the broker refused some events", "check BROKER_URL and that the broker runs")
+    result = run(open_runtime(ctx.settings))
+    click.echo(
+        f"leases expired {result.leases_expired}, lost messages published again "
+        f"{result.messages_lost}"
+    )
 
 
 @click.group()
@@ -330,21 +325,18 @@ def _doctor_database(settings: Settings, check: Checks) -> None:
 
 
 def _doctor_broker(settings: Settings, check: Checks) -> None:
-    # The web process's own broker client and readiness probe: doctor checks what /readyz does.
-    from receiver.enqueue import Enqueuer
+    # The connection the relay and the workers make, with the same transport options.
+    from rivyahooks.broker import ping
 
-    enqueuer = Enqueuer(settings)
     try:
-        enqueuer.ping(timeout=3)
+        ping(settings, timeout=3)
         check("broker", True, "reachable")
     except Exception as exc:
         check("broker", False, f"unreachable ({type(exc).__name__})", "check BROKER_URL")
-    finally:
-        enqueuer.close()
 
 
 def _doctor_rivya(settings: Settings, check: Checks) -> None:
-    from rivyahooks.rivya.client import RivyaClient
+    from tasks.runtime import rivya_client
 
     if not settings.rivya_api_key:
         check(
@@ -355,7 +347,7 @@ def _doctor_rivya(settings: Settings, check: Checks) -> None:
             config=True,
         )
         return
-    with RivyaClient.from_settings(settings) as client:
+    with rivya_client(settings) as client:
         try:
             balance, server_date = client.credits_with_date()
             check("rivya key", True, f"accepted; {balance.get('current_credits')} credits")

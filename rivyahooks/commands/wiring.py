@@ -1,8 +1,8 @@
-"""Open the database and the broker for a command, with errors an operator can act on."""
+"""Open the database and Rivya for a command, with errors an operator can act on."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import Engine
@@ -13,6 +13,9 @@ from models.db import make_engine, make_session_factory
 from rivyahooks.console import fail, fail_config
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from tasks.runtime import Runtime
 
 
 def open_engine(settings: Settings) -> Engine:
@@ -32,14 +35,22 @@ def open_database(settings: Settings) -> sessionmaker[Session]:
     return make_session_factory(engine)
 
 
-def broker_sender(settings: Settings) -> Callable[[str], None]:
-    """Return a function that enqueues `events.process` for an event id."""
-    from tasks.celery_app import create_celery
-    from tasks.events import send_process_event
+def open_runtime(settings: Settings, *, rivya: bool = False) -> Runtime:
+    """Return a worker's Runtime for the command (reconcile, sweep), checked and closed after.
 
-    app = create_celery(settings)
-    click.get_current_context().call_on_close(app.close)
-    return lambda event_id: send_process_event(app, event_id)
+    `rivya`: the command talks to Rivya, so an API key is required.
+    """
+    from tasks.runtime import Runtime
+
+    if rivya:
+        require_api_key(settings)
+    open_database(settings)
+    try:
+        runtime = Runtime(settings)
+    except SettingsError as exc:
+        fail_config(str(exc))
+    click.get_current_context().call_on_close(runtime.close)
+    return runtime
 
 
 def require_api_key(settings: Settings) -> None:
@@ -52,5 +63,7 @@ def require_api_key(settings: Settings) -> None:
 
 def rivya_client(settings: Settings) -> RivyaClient:
     """Return an API client, or stop when no API key is configured."""
+    from tasks.runtime import rivya_client as build
+
     require_api_key(settings)
-    return RivyaClient.from_settings(settings)
+    return build(settings)

@@ -1,7 +1,8 @@
 """The Rivya API v1 client.
 
 One `RivyaClient` per process or per task run: it owns an `httpx.Client` (a connection pool)
-and must be closed, best with `with RivyaClient.from_settings(settings) as client:`.
+and must be closed, best with `with RivyaClient(base_url, api_key) as client:`. This package
+knows nothing of the service's settings; tasks.runtime builds the client from them.
 
 Safety properties the rest of the code relies on:
 
@@ -33,11 +34,11 @@ import httpx
 from rivyahooks.rivya import contract
 from rivyahooks.rivya.errors import (
     RivyaError,
+    RivyaInvalidId,
     RivyaNetworkError,
     RivyaProtocolError,
     class_for,
 )
-from rivyahooks.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ def parse_timestamp(value: str) -> datetime:
 def _segment(value: str) -> str:
     # Ids become one path segment: "/", "..", "?" and "#" are quoted, never interpreted.
     if not value or value in (".", ".."):
-        raise ValueError(f"invalid id {value!r}")
+        raise RivyaInvalidId(
+            "invalid_id", f"invalid id {value!r}: it cannot name a Rivya resource in a URL"
+        )
     return quote(value, safe="")
 
 
@@ -157,16 +160,6 @@ class RivyaClient:
             follow_redirects=False,
             headers={"User-Agent": "rivya-hooks", "Accept": "application/json"},
             transport=transport,
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RivyaClient:
-        """Build a client from the settings (the key may be empty for public calls)."""
-        return cls(
-            settings.rivya_api_base,
-            settings.rivya_api_key,
-            timeout_seconds=settings.rivya_http_timeout_seconds,
-            max_attempts=settings.rivya_max_attempts,
         )
 
     def __repr__(self) -> str:

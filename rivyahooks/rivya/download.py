@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -143,17 +144,23 @@ def download_result(
     allowed_hosts: Iterable[str],
     max_bytes: int,
     timeout_seconds: float,
+    deadline: float | None = None,
     http_client: httpx.Client | None = None,
     resolve: Resolver = resolve_addresses,
 ) -> DownloadResult:
-    """Stream `url` into `sink`; raise a DownloadError (or DisallowedURLError) on failure."""
+    """Stream `url` into `sink`; raise a DownloadError (or DisallowedURLError) on failure.
+
+    `timeout_seconds` bounds each network wait; `deadline` (a time.monotonic() value), when
+    given, bounds the whole download: a server dripping bytes just fast enough to beat the
+    read timeout cannot hold a worker past it.
+    """
     host = check_url(url, allowed_hosts, resolve)
     own_client = http_client is None
     client = http_client or httpx.Client(
         follow_redirects=False, timeout=httpx.Timeout(timeout_seconds)
     )
     try:
-        return _stream(client, url, sink, host, max_bytes, timeout_seconds)
+        return _stream(client, url, sink, host, max_bytes, timeout_seconds, deadline)
     finally:
         if own_client:
             client.close()
@@ -166,16 +173,25 @@ def _stream(
     host: str,
     max_bytes: int,
     timeout_seconds: float,
+    deadline: float | None,
 ) -> DownloadResult:
+    if deadline is not None:
+        timeout_seconds = min(timeout_seconds, _remaining(deadline, host, 0))
     # identity: Content-Length then counts the bytes we store, and no decompression bomb.
-    request = client.build_request(
-        "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout_seconds
-    )
+    try:
+        request = client.build_request(
+            "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout_seconds
+        )
+    except httpx.InvalidURL as exc:
+        # urlsplit (check_url) is laxer than httpx: a URL only httpx refuses is still unusable.
+        raise DisallowedURLError(f"the URL is not usable: {exc}") from None
     # A caller's client may carry default headers; the result host must never see a key.
     for name in ("Authorization", "Cookie", "Proxy-Authorization"):
         request.headers.pop(name, None)
     try:
         response = client.send(request, stream=True, follow_redirects=False)
+    except httpx.UnsupportedProtocol as exc:
+        raise DisallowedURLError(f"the URL is not usable: {exc}") from None
     except httpx.TransportError as exc:
         raise DownloadTransientError(f"{type(exc).__name__} connecting to {host}") from None
     try:
@@ -198,6 +214,8 @@ def _stream(
                     )
                 digest.update(chunk)
                 sink.write(chunk)
+                if deadline is not None:
+                    _remaining(deadline, host, size)
         except httpx.TransportError as exc:
             raise DownloadIncompleteError(
                 f"{type(exc).__name__} after {size} bytes from {host}"
@@ -212,6 +230,14 @@ def _stream(
         )
     finally:
         response.close()
+
+
+def _remaining(deadline: float, host: str, size: int) -> float:
+    """Return the seconds left before `deadline`, or raise once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DownloadTransientError(f"the download deadline passed after {size} bytes from {host}")
+    return left
 
 
 def _check_status(response: httpx.Response, host: str) -> None:

@@ -57,6 +57,10 @@ class RivyaNotFound(RivyaError):
     """The object does not exist (or belongs to another account)."""
 
 
+class RivyaInvalidId(RivyaError, ValueError):
+    """An id given to the client cannot be put in a URL ("", ".", ".."); nothing was sent."""
+
+
 class RivyaValidationError(RivyaError):
     """Rivya rejected the request's content."""
 
@@ -162,8 +166,8 @@ def class_for(code: str | None, status: int) -> type[RivyaError]:
         return RivyaUnavailable
     if status in (401, 403):
         return RivyaAuthError
-    if status == 404:
-        return RivyaNotFound
+    # A 404 without Rivya's not_found code is not proof that the object does not exist: it
+    # may come from a proxy or a wrong base URL. It stays a plain, permanent RivyaError.
     if status == 409:
         return RivyaIdempotencyConflict if code is None else RivyaError
     if status in (400, 422):

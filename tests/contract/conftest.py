@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from werkzeug.wrappers import Request, Response
 
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.simulator import SimConfig, Simulator
+from tests.support.eventually import eventually
 
 API_KEY = "rvya_sk_contract_test_key"
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -80,13 +80,11 @@ class Receiver:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Captured]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def arrived() -> list[Captured] | None:
             with self.lock:
-                if len(self.captured) >= count:
-                    return list(self.captured)
-            time.sleep(0.01)
-        raise AssertionError(f"expected {count} deliveries, got {len(self.captured)}")
+                return list(self.captured) if len(self.captured) >= count else None
+
+        return eventually(arrived, timeout, interval=0.01, what=f"{count} deliveries")
 
 
 class _Quiet(WSGIRequestHandler):

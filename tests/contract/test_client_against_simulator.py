@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,17 +17,18 @@ from rivyahooks.rivya.errors import (
 )
 from rivyahooks.rivya.simulator import Simulator
 from tests.contract.conftest import API_KEY, Receiver, validate
+from tests.support.eventually import eventually
 
 
 def _wait_terminal(rivya: RivyaClient, task_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    def terminal() -> dict[str, object] | None:
         generation = rivya.get_generation(task_id)
         validate("generation", generation)
         if generation["status"] in contract.TERMINAL_GENERATION_STATUSES:
             return generation
-        time.sleep(0.02)
-    raise AssertionError("generation did not finish")
+        return None
+
+    return eventually(terminal, 5, interval=0.02, what=f"{task_id} to finish")
 
 
 def test_generation_lifecycle_and_credits(rivya: RivyaClient) -> None:
@@ -205,10 +205,9 @@ def test_send_test_event_and_list_deliveries(rivya: RivyaClient, receiver: Recei
     assert delivery.headers["Webhook-Id"] == sent["id"]
     with pytest.raises(RivyaNotFound):
         rivya.get_generation(sent["data"]["id"])
-    deadline = time.monotonic() + 5
-    while not (attempts := rivya.list_deliveries(endpoint["id"])["data"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    attempts = eventually(
+        lambda: rivya.list_deliveries(endpoint["id"])["data"], 5, what="a recorded delivery"
+    )
     assert attempts[0]["event_id"] == sent["id"]
     assert attempts[0]["status_code"] == 204
     assert attempts[0]["succeeded"] is True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from standardwebhooks.webhooks import Webhook
 
@@ -12,13 +11,7 @@ from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.signatures import Verifier
 from rivyahooks.rivya.simulator import Simulator
 from tests.contract.conftest import API_KEY, Receiver, validate
-
-
-def _wait(predicate: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
+from tests.support.eventually import eventually
 
 
 def test_standard_delivery_verifies_with_standardwebhooks(
@@ -77,7 +70,11 @@ def test_failed_attempts_are_retried_and_recorded(sim: Simulator, receiver: Rece
 def test_unreachable_endpoint_ends_failed(sim: Simulator) -> None:
     sim.register_endpoint("http://127.0.0.1:9/unreachable")
     sim.scenario(1)
-    _wait(lambda: sim.state.events.items and sim.state.events.items[-1].delivery_status == "failed")
+    eventually(
+        lambda: sim.state.events.items and sim.state.events.items[-1].delivery_status == "failed",
+        5,
+        what="the delivery to fail for good",
+    )
     assert sim.summary()["deliveries"]["attempted"] == sim.config.delivery_max_attempts
 
 
@@ -85,7 +82,7 @@ def test_drop_and_duplicate_faults(sim: Simulator, receiver: Receiver) -> None:
     sim.register_endpoint(receiver.url)
     sim.set_faults(drop_ratio=1.0)
     sim.scenario(2)
-    _wait(lambda: sim.summary()["deliveries"]["dropped"] == 2)
+    eventually(lambda: sim.summary()["deliveries"]["dropped"] == 2, 5, what="two drops")
     assert [e.delivery_status for e in sim.state.events.items] == ["failed", "failed"]
     sim.set_faults(drop_ratio=0.0, duplicate_ratio=1.0)
     sim.scenario(1)
@@ -109,6 +106,7 @@ def test_event_types_filter_and_disabled_endpoints(sim: Simulator, receiver: Rec
     sim.scenario(1, outcome="succeeded")
     sim.scenario(1, outcome="failed")
     (delivery,) = receiver.wait_for(1)
-    time.sleep(0.2)
+    # Nothing else is on its way: the filtered-out event was never scheduled.
+    sim.wait_deliveries_idle()
     assert len(receiver.captured) == 1
     assert json.loads(delivery.body)["type"] == contract.EVENT_GENERATION_FAILED

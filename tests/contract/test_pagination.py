@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.simulator import Simulator
+from tests.support.httpserver import serving
 
 Page = dict[str, object]
 
@@ -24,28 +24,19 @@ def _event(event_id: str) -> dict[str, object]:
 @pytest.fixture
 def scripted() -> Iterator[Callable[[list[Page]], str]]:
     """Serve a fixed sequence of event-log pages (the last one repeats)."""
-    servers = []
+    with ExitStack() as servers:
 
-    def start(pages: list[Page]) -> str:
-        served = [0]
+        def start(pages: list[Page]) -> str:
+            served = [0]
 
-        @Request.application  # type: ignore[arg-type]
-        def app(request: Request) -> Response:
-            page = pages[min(served[0], len(pages) - 1)]
-            served[0] += 1
-            return Response(json.dumps(page), content_type="application/json")
+            def answer(request: Request) -> Response:
+                page = pages[min(served[0], len(pages) - 1)]
+                served[0] += 1
+                return Response(json.dumps(page), content_type="application/json")
 
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
+            return servers.enter_context(serving(answer))
 
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        yield start
 
 
 def test_stops_on_repeated_cursor(scripted: Callable[[list[Page]], str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import secrets
 from collections.abc import Iterator
@@ -10,9 +11,10 @@ from collections.abc import Iterator
 import click
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.base import utcnow
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation
 from models.inbox import insert_event
@@ -59,9 +61,9 @@ def store(sessions: sessionmaker[Session], event_id: str, **values: object) -> N
         insert_event(
             session,
             event_id=event_id,
-            body=values.pop("body", b"{}"),  # type: ignore[arg-type]
+            body=values.pop("body", b"{}"),
             source=EventSource.WEBHOOK,
-            **values,  # type: ignore[arg-type]
+            **values,
         )
 
 
@@ -90,7 +92,7 @@ def test_events_list_show_and_stats(run, sessions: sessionmaker[Session]) -> Non
     assert stats["oldest_unprocessed"]["event_id"] == "evt_a"
 
 
-def test_replay_dry_run_changes_nothing_then_replay_enqueues(  # type: ignore[no-untyped-def]
+def test_replay_dry_run_changes_nothing_then_replay_stores_for_the_relay(  # type: ignore[no-untyped-def]
     run, sessions: sessionmaker[Session]
 ) -> None:
     body = json.dumps(
@@ -103,17 +105,21 @@ def test_replay_dry_run_changes_nothing_then_replay_enqueues(  # type: ignore[no
     dry = run("replay", "--status", "quarantined", "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     plan = {e["event_id"]: e["to"] for e in json.loads(dry.output)["events"]}
-    assert plan == {"evt_q": "enqueued", "evt_junk": "quarantined"}
+    assert plan == {"evt_q": "received", "evt_junk": "quarantined"}
     with sessions() as session:
         assert {e.status for e in session.scalars(select(WebhookEvent))} == {
             EventStatus.QUARANTINED
         }
 
-    done = run("replay", "evt_q", "evt_junk")
+    # The broker is unreachable: replay only writes rows, so it works all the same.
+    done = run("replay", "evt_q", "evt_junk", BROKER_URL="redis://127.0.0.1:9/0")
     assert done.exit_code == 0, done.output
+    assert "1 event(s) replayed" in done.output
+    assert "the relay publishes them" in done.output
     with sessions() as session:
         rows = {e.event_id: e for e in session.scalars(select(WebhookEvent))}
-    assert rows["evt_q"].status is EventStatus.ENQUEUED
+    assert rows["evt_q"].status is EventStatus.RECEIVED
+    assert rows["evt_q"].next_attempt_at is not None
     assert rows["evt_q"].task_id == "task_q"
     assert rows["evt_junk"].status is EventStatus.QUARANTINED
 
@@ -205,3 +211,59 @@ def test_settings_shows_values_but_never_a_secret(run, tmp_path) -> None:  # typ
     assert "rvya_sk_kept_in_a_file" not in result.output
     assert "t0ken-value" not in result.output
     assert "other-value" not in result.output
+
+
+def test_events_audit_names_every_stranded_event_and_why(  # type: ignore[no-untyped-def]
+    run, sessions: sessionmaker[Session]
+) -> None:
+    now = utcnow()
+    long_ago = now - dt.timedelta(hours=2)  # past the default one-hour visibility window
+    soon = now + dt.timedelta(minutes=5)
+    cases: dict[str, dict[str, object]] = {
+        # scheduled: something acts on each without an operator
+        "ok_received": {"status": EventStatus.RECEIVED, "next_attempt_at": now},
+        "ok_failed": {"status": EventStatus.FAILED, "next_attempt_at": soon},
+        "ok_enqueued": {"status": EventStatus.ENQUEUED, "enqueued_at": now},
+        "ok_running": {
+            "status": EventStatus.PROCESSING,
+            "claim_token": "a" * 32,
+            "lease_expires_at": soon,
+        },
+        "ok_done": {"status": EventStatus.PROCESSED, "next_attempt_at": None},
+        "ok_quarantined": {"status": EventStatus.QUARANTINED, "next_attempt_at": None},
+        # stranded
+        "bad_received": {"status": EventStatus.RECEIVED, "next_attempt_at": None},
+        "bad_enqueued": {"status": EventStatus.ENQUEUED, "enqueued_at": long_ago},
+        "bad_lapsed": {
+            "status": EventStatus.PROCESSING,
+            "claim_token": "b" * 32,
+            "lease_expires_at": long_ago,
+        },
+        "bad_unclaimed": {"status": EventStatus.PROCESSING, "next_attempt_at": None},
+    }
+    for event_id, values in cases.items():
+        store(sessions, event_id)
+        with sessions.begin() as session:
+            session.execute(
+                update(WebhookEvent).where(WebhookEvent.event_id == event_id).values(**values)
+            )
+
+    result = run("events", "audit", "--json")
+
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["unfinished_checked"] == 8
+    why = {item["event_id"]: item["why"] for item in report["stranded"]}
+    assert set(why) == {"bad_received", "bad_enqueued", "bad_lapsed", "bad_unclaimed"}
+    assert "relay will never publish it" in why["bad_received"]
+    assert "presumed lost" in why["bad_enqueued"]
+    assert "lease expired" in why["bad_lapsed"]
+    assert "without a claim" in why["bad_unclaimed"]
+    assert "4 stranded event(s)" in result.stderr
+
+    with sessions.begin() as session:
+        session.execute(delete(WebhookEvent).where(WebhookEvent.event_id.like("bad_%")))
+    clean = run("events", "audit")
+    assert clean.exit_code == 0, clean.output
+    assert "ok: every event is finished or scheduled" in clean.output

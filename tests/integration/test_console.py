@@ -238,14 +238,14 @@ def test_admin_replays_a_dead_event_and_the_timeline_shows_who(
     assert 'id="replay"' in page.text
     response = client.post(f"/console/events/{event_id}/replay", data={"csrf_token": csrf})
     assert response.status_code == 302
-    assert status_of(sessions, event_id) in (EventStatus.ENQUEUED, EventStatus.PROCESSING)
+    assert status_of(sessions, event_id) is EventStatus.RECEIVED  # the relay publishes it
     with sessions() as session:
         (action,) = session.scalars(select(OperatorAction)).all()
     assert (action.action, action.event_id, action.role) == ("replay", event_id, "admin")
     assert action.token_fingerprint == fingerprint(ADMIN_TOKEN)
     timeline = client.get(f"/console/events/{event_id}").text
     assert f"replay by admin (token {fingerprint(ADMIN_TOKEN)})" in timeline
-    assert "dead -&gt; enqueued" in timeline
+    assert "dead -&gt; received" in timeline
     assert "RivyaServerError: 503" in timeline
 
 

@@ -202,7 +202,7 @@ def test_operator_logs_in_watches_and_replays(
     # The real replay: the timeline records who, and the event ends processed.
     page.goto(f"{service}/console/events/{dead_one}")
     page.click("#replay")
-    assert "Replay: dead → enqueued" in page.inner_text("main")
+    assert "Replay: dead → received" in page.inner_text("main")
     # The open page follows the event until it ends: no reload.
     page.wait_for_selector("#event-status.status-processed", timeout=SLOW * 1000)
     assert status_of(sessions, dead_one) is EventStatus.PROCESSED

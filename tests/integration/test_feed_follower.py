@@ -23,7 +23,7 @@ from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
 from tests.conftest import SECRET
-from tests.support.processes import celery_worker, gunicorn, own_redis_database
+from tests.support.processes import celery_worker, gunicorn, own_redis_database, relay
 from tests.support.s3server import S3Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -112,6 +112,7 @@ def test_an_app_following_the_feed_ends_with_every_file(
         )
         with (
             gunicorn(settings, log=tmp_path / "web.log") as web_url,
+            relay(settings, log=tmp_path / "relay.log"),
             celery_worker(settings, concurrency=4, log=tmp_path / "worker.log"),
         ):
             sim.register_endpoint(web_url + "/webhooks/rivya", secret=SECRET)

@@ -65,7 +65,7 @@ def test_web_metrics_answer_only_with_the_token(
     headers = {"Authorization": offered} if offered else {}
     response = app.test_client().get("/metrics", headers=headers)
     app.extensions["rivyahooks"].engine.dispose()
-    app.extensions["rivyahooks"].enqueuer.close()
+    app.extensions["rivyahooks"].inbox.close()
     assert response.status_code == status
     if status == 200:
         assert "# HELP rivyahooks_deliveries_total" in response.get_data(as_text=True)

@@ -1,7 +1,8 @@
 """Every role at once, as the Procfile runs them: what they log and what they count.
 
-The simulator delivers signed webhooks to gunicorn; a prefork Celery worker processes them
-and serves its /metrics; beat runs as its own process and serves the database gauges. Every
+The simulator delivers signed webhooks to gunicorn; the relay publishes them; a prefork
+Celery worker processes them and serves its /metrics; beat runs as its own process and
+serves the database gauges. Every
 line each role wrote must be one JSON object, and none may hold a secret the processes were
 given.
 """
@@ -39,6 +40,7 @@ from tests.support.processes import (
     free_port,
     gunicorn,
     own_redis_database,
+    relay,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -50,7 +52,7 @@ OUTPUT_BYTES = 16 * 1024
 API_KEY = "rvya_sk_e2e_" + "k" * 32
 METRICS_TOKEN = "metrics-token-e2e-0123456789"
 RESULTS_TOKEN = "results-token-e2e-0123456789"
-ROLES = ("web", "worker", "beat")
+ROLES = ("web", "relay", "worker", "beat")
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -114,6 +116,7 @@ def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session
         quick = {"OTEL_BSP_SCHEDULE_DELAY": "100"}
         with (
             gunicorn(settings, log=logs["web"], WEB_ACCESS_LOG="1", **quick) as web_url,
+            relay(settings, log=logs["relay"]),
             celery_worker(settings, concurrency=2, log=logs["worker"], **quick),
             celery_beat(settings, tmp / "beat-schedule", logs["beat"]),
         ):

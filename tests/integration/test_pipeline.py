@@ -1,15 +1,14 @@
-"""The whole pipeline under faults: simulator -> gunicorn receiver -> Redis -> Celery worker.
+"""The whole pipeline under faults: simulator -> receiver -> relay -> Redis -> Celery worker.
 
 Everything is real and talks over loopback: the simulator (in this process, real HTTP)
 delivers signed webhooks to the receiver served by gunicorn, which stores them in
-PostgreSQL and enqueues them on Redis; a prefork Celery worker fetches each generation from
-the simulator and downloads its results into file storage, or into object storage on moto's
-S3 server. Only the outcome is asserted: rows, and files or objects.
+PostgreSQL; the relay publishes them to Redis; a prefork Celery worker fetches each
+generation from the simulator and downloads its results into file storage, or into object
+storage on moto's S3 server. Only the outcome is asserted: rows, and files or objects.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from storage import Storage, open_storage
 from storage.files import PARTIAL_DIR
 from storage.s3 import STAGING_DIR
 from tests.conftest import SECRET
-from tests.support.processes import celery_worker, gunicorn, own_redis_database
+from tests.support.eventually import eventually
+from tests.support.processes import celery_worker, gunicorn, own_redis_database, relay
 from tests.support.results import sha256_of
 from tests.support.s3server import S3Server
 
@@ -66,22 +66,20 @@ def wait_until_settled(
     sessions: sessionmaker[Session], expected_events: int, timeout: float
 ) -> None:
     """Wait until `expected_events` events are stored and none is unfinished."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[tuple[int, int]] = []
+
+    def settled() -> bool:
         with sessions() as session:
-            total = session.scalar(select(func.count()).select_from(WebhookEvent))
+            total = session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
             unfinished = session.scalar(
                 select(func.count())
                 .select_from(WebhookEvent)
                 .where(WebhookEvent.status.in_(UNFINISHED_STATUSES))
             )
-        if total == expected_events and unfinished == 0:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"not settled: {total} of {expected_events} events, {unfinished} unfinished"
-            )
-        time.sleep(0.25)
+        seen.append((total, unfinished or 0))
+        return total == expected_events and unfinished == 0
+
+    eventually(settled, timeout, interval=0.25, what=f"{expected_events} events to settle")
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -147,6 +145,7 @@ def test_two_hundred_generations_under_faults_end_stored_exactly_once(
         )
         with (
             gunicorn(settings, log=tmp_path / "web.log") as web_url,
+            relay(settings, log=tmp_path / "relay.log"),
             celery_worker(settings, concurrency=4, log=tmp_path / "worker.log"),
         ):
             sim.register_endpoint(web_url + "/webhooks/rivya", secret=settings.webhook_secrets[0])

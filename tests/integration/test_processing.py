@@ -10,16 +10,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.events import EventSource, EventStatus, WebhookEvent
+from models.events import AttemptOutcome, EventAttempt, EventStatus
 from models.generations import Generation, GenerationOutput, GenerationStatus
-from models.inbox import insert_event
-from rivyahooks.rivya import contract
 from rivyahooks.rivya.simulator.config import Faults, SimConfig
 from rivyahooks.rivya.simulator.content import result_bytes_sha256
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
 from storage.files import FileStorage
-from tasks.processing import RetryLater, process_event
+from tasks.processing import Outcome, process_event
+from tasks.runtime import Runtime
+from tests.support.eventually import eventually
+from tests.support.inbox import add_event, read_event
 
 OUTPUT_BYTES = 100_000
 
@@ -44,25 +45,16 @@ def proc_settings(settings: Settings, simulator: Simulator) -> Settings:
         rivya_api_key=simulator.api_key,
         download_allowed_hosts=("127.0.0.1",),
         rivya_max_attempts=2,
+        # Retries fall due within milliseconds: the tests run the next attempt themselves.
+        process_retry_base_seconds=0.01,
     )
 
 
-def store_event(sessions: sessionmaker[Session], task_id: str, event_id: str) -> str:
-    with sessions.begin() as session:
-        insert_event(
-            session,
-            event_id=event_id,
-            body=b"{}",
-            source=EventSource.WEBHOOK,
-            event_type=contract.EVENT_GENERATION_SUCCEEDED,
-            task_id=task_id,
-        )
-    return event_id
-
-
-def event(sessions: sessionmaker[Session], event_id: str) -> WebhookEvent:
-    with sessions() as session:
-        return session.scalars(select(WebhookEvent).where(WebhookEvent.event_id == event_id)).one()
+@pytest.fixture
+def runtime(proc_settings: Settings) -> Iterator[Runtime]:
+    runtime = Runtime(proc_settings)
+    yield runtime
+    runtime.close()
 
 
 def outputs(sessions: sessionmaker[Session], task_id: str) -> list[GenerationOutput]:
@@ -77,24 +69,24 @@ def outputs(sessions: sessionmaker[Session], task_id: str) -> list[GenerationOut
 
 
 def test_succeeded_generation_stores_every_output_with_its_sha256(
-    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="succeeded")
     simulator.wait_terminal([task_id])
-    store_event(sessions, task_id, "evt_1")
+    add_event(sessions, "evt_1", task_id=task_id)
 
-    outcome = process_event(sessions, proc_settings, "evt_1")
+    outcome = process_event(runtime, "evt_1")
 
     assert outcome is not None
     assert outcome.status is EventStatus.PROCESSED
     stored = outputs(sessions, task_id)
     assert [o.index for o in stored] == [0, 1]
-    storage = FileStorage(proc_settings.storage_root())
+    storage = FileStorage(runtime.settings.storage_root())
     for output in stored:
         assert output.sha256 == result_bytes_sha256(task_id, output.index, OUTPUT_BYTES)
         assert output.size_bytes == OUTPUT_BYTES
         assert storage.size(output.storage_key) == OUTPUT_BYTES
-    assert event(sessions, "evt_1").status is EventStatus.PROCESSED
+    assert read_event(sessions, "evt_1").status is EventStatus.PROCESSED
     with sessions() as session:
         generation = session.scalars(select(Generation)).one()
         assert generation.status is GenerationStatus.SUCCEEDED
@@ -102,16 +94,16 @@ def test_succeeded_generation_stores_every_output_with_its_sha256(
 
 
 def test_a_second_event_for_the_same_generation_downloads_nothing(
-    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="succeeded")
     simulator.wait_terminal([task_id])
-    store_event(sessions, task_id, "evt_a")
-    store_event(sessions, task_id, "evt_b")
-    process_event(sessions, proc_settings, "evt_a")
+    add_event(sessions, "evt_a", task_id=task_id)
+    add_event(sessions, "evt_b", task_id=task_id)
+    process_event(runtime, "evt_a")
     simulator.reset_requests()
 
-    outcome = process_event(sessions, proc_settings, "evt_b")
+    outcome = process_event(runtime, "evt_b")
 
     assert outcome is not None
     assert outcome.status is EventStatus.PROCESSED
@@ -120,16 +112,16 @@ def test_a_second_event_for_the_same_generation_downloads_nothing(
 
 
 def test_concurrent_events_for_one_generation_give_one_set_of_outputs(
-    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="succeeded")
     simulator.wait_terminal([task_id])
-    ids = [store_event(sessions, task_id, f"evt_{n}") for n in range(4)]
+    ids = [add_event(sessions, f"evt_{n}", task_id=task_id) for n in range(4)]
     barrier = threading.Barrier(len(ids))
 
     def run(event_id: str) -> None:
         barrier.wait()
-        process_event(sessions, proc_settings, event_id)
+        process_event(runtime, event_id)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in ids]
     for thread in threads:
@@ -138,20 +130,20 @@ def test_concurrent_events_for_one_generation_give_one_set_of_outputs(
         thread.join(60)
 
     assert [o.index for o in outputs(sessions, task_id)] == [0, 1]
-    assert {event(sessions, i).status for i in ids} == {EventStatus.PROCESSED}
-    storage_root = Path(proc_settings.storage_root())
+    assert {read_event(sessions, i).status for i in ids} == {EventStatus.PROCESSED}
+    storage_root = Path(runtime.settings.storage_root())
     files = [p for p in storage_root.rglob("*") if p.is_file()]
     assert len(files) == 2
 
 
 def test_failed_generation_records_its_error(
-    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="failed")
     (document,) = simulator.wait_terminal([task_id])
-    store_event(sessions, task_id, "evt_f")
+    add_event(sessions, "evt_f", task_id=task_id)
 
-    outcome = process_event(sessions, proc_settings, "evt_f")
+    outcome = process_event(runtime, "evt_f")
 
     assert outcome is not None
     assert outcome.status is EventStatus.PROCESSED
@@ -164,60 +156,79 @@ def test_failed_generation_records_its_error(
 
 
 def test_unknown_task_is_ignored_with_the_reason(
-    proc_settings: Settings, sessions: sessionmaker[Session]
+    runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
-    store_event(sessions, "task_does_not_exist", "evt_x")
-    outcome = process_event(sessions, proc_settings, "evt_x")
+    add_event(sessions, "evt_x", task_id="task_does_not_exist")
+    outcome = process_event(runtime, "evt_x")
     assert outcome is not None
     assert outcome.status is EventStatus.IGNORED
-    row = event(sessions, "evt_x")
+    row = read_event(sessions, "evt_x")
     assert row.status is EventStatus.IGNORED
     assert row.status_reason is not None
     assert row.status_reason.startswith("not_found")
 
 
 def test_expired_url_is_refetched(
-    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="succeeded")
     simulator.wait_terminal([task_id])
-    store_event(sessions, task_id, "evt_e")
+    add_event(sessions, "evt_e", task_id=task_id)
     # Every URL minted from now on is already expired, then fresh ones again.
     simulator.set_faults(expire_early_ratio=1.0)
     first = simulator.generation(task_id)
     simulator.set_faults(expire_early_ratio=0.0)
     assert first["result"]["urls"]
 
-    outcome = process_event(sessions, proc_settings, "evt_e")
+    outcome = process_event(runtime, "evt_e")
 
     assert outcome is not None
     assert outcome.status is EventStatus.PROCESSED
     assert len(outputs(sessions, task_id)) == 2
+
+
+def next_attempt(runtime: Runtime, event_id: str) -> Outcome:
+    """Run the event's next attempt as soon as it falls due; return its outcome."""
+    return eventually(lambda: process_event(runtime, event_id), 5, what=f"{event_id} to be due")
 
 
 def test_download_cut_short_is_retried_and_never_stored(
-    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="succeeded")
     simulator.wait_terminal([task_id])
-    store_event(sessions, task_id, "evt_c")
+    add_event(sessions, "evt_c", task_id=task_id)
     simulator.set_faults(cut_download_ratio=1.0)
 
-    with pytest.raises(RetryLater):
-        process_event(sessions, proc_settings, "evt_c")
+    first = process_event(runtime, "evt_c")
 
-    row = event(sessions, "evt_c")
+    assert first is not None
+    assert first.status is EventStatus.FAILED
+    row = read_event(sessions, "evt_c")
     assert row.status is EventStatus.FAILED
     assert row.last_error
+    assert row.next_attempt_at is not None
     assert outputs(sessions, task_id) == []
-    storage = FileStorage(proc_settings.storage_root())
+    storage = FileStorage(runtime.settings.storage_root())
     assert [p for p in storage.root.rglob("*") if p.is_file()] == []
 
     simulator.set_faults(cut_download_ratio=0.0)
-    outcome = process_event(sessions, proc_settings, "evt_c")
-    assert outcome is not None
+    outcome = next_attempt(runtime, "evt_c")
     assert outcome.status is EventStatus.PROCESSED
     assert len(outputs(sessions, task_id)) == 2
+    with sessions() as session:
+        attempts = session.scalars(
+            select(EventAttempt)
+            .where(EventAttempt.event_id == "evt_c")
+            .order_by(EventAttempt.number)
+        ).all()
+    assert [(a.number, a.outcome) for a in attempts] == [
+        (1, AttemptOutcome.FAILED),
+        (2, AttemptOutcome.PROCESSED),
+    ]
+    assert attempts[0].error == row.last_error
+    assert attempts[0].retry_at == row.next_attempt_at
+    assert all(a.finished_at is not None and a.worker for a in attempts)
 
 
 def test_attempts_are_bounded_then_dead(
@@ -228,17 +239,19 @@ def test_attempts_are_bounded_then_dead(
 ) -> None:
     (task_id,) = simulator.scenario(1, outcome="succeeded")
     simulator.wait_terminal([task_id])
-    store_event(sessions, task_id, "evt_d")
+    add_event(sessions, "evt_d", task_id=task_id)
     simulator.set_faults(cut_download_ratio=1.0)
-    settings = proc_settings.replace(process_max_attempts=2)
+    runtime = Runtime(proc_settings.replace(process_max_attempts=2))
+    try:
+        first = process_event(runtime, "evt_d")
+        assert first is not None
+        assert first.status is EventStatus.FAILED
+        outcome = next_attempt(runtime, "evt_d")
+    finally:
+        runtime.close()
 
-    with pytest.raises(RetryLater):
-        process_event(sessions, settings, "evt_d")
-    outcome = process_event(sessions, settings, "evt_d")
-
-    assert outcome is not None
     assert outcome.status is EventStatus.DEAD
-    row = event(sessions, "evt_d")
+    row = read_event(sessions, "evt_d")
     assert row.status is EventStatus.DEAD
     assert row.attempts == 2
     assert "gave up after 2 attempts" in (row.status_reason or "")

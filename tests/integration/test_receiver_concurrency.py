@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import EventStatus, WebhookEvent
 from rivyahooks.settings import Settings
+from tasks.relay import Relay
 from tests.conftest import SECRET, make_event, signed_delivery
 from tests.support.processes import gunicorn
 
@@ -57,7 +58,16 @@ def test_parallel_identical_deliveries_store_and_enqueue_once(
         stored = list(session.scalars(select(WebhookEvent)))
     assert len(stored) == 1
     assert stored[0].body == body
-    assert stored[0].status is EventStatus.ENQUEUED
+    assert stored[0].status is EventStatus.RECEIVED
+
+    relay = Relay(settings)
+    try:
+        assert relay.publish_due() == 1
+        assert relay.publish_due() == 0
+    finally:
+        relay.close()
+    with sessions() as session:
+        assert session.scalars(select(WebhookEvent.status)).one() is EventStatus.ENQUEUED
     queue = redis.Redis.from_url(queue_url)
     try:
         assert queue.llen("celery") == 1

@@ -25,7 +25,7 @@ from models.events import WebhookEvent
 from receiver import create_app
 from rivyahooks.rivya import contract, signatures
 from rivyahooks.settings import Settings
-from tests.conftest import SECRET, make_event, signed_delivery
+from tests.conftest import SECRET, close_app, make_event, signed_delivery
 
 PATH = "/webhooks/rivya"
 FUZZ = settings(
@@ -76,8 +76,7 @@ bodies = st.one_of(
 def timestamped_client(settings: Settings) -> Iterator[FlaskClient]:
     app: Flask = create_app(settings.replace(webhook_scheme=contract.SCHEME_TIMESTAMPED_HMAC))
     yield app.test_client()
-    app.extensions["rivyahooks"].engine.dispose()
-    app.extensions["rivyahooks"].enqueuer.close()
+    close_app(app)
 
 
 def row_count(sessions: sessionmaker[Session]) -> int:

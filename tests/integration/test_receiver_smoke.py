@@ -9,7 +9,9 @@ from models.events import EventSource, EventStatus, WebhookEvent
 from tests.conftest import make_event, signed_delivery
 
 
-def test_genuine_delivery_is_stored_and_enqueued(client, sessions: sessionmaker[Session]) -> None:
+def test_genuine_delivery_is_stored_due_for_the_relay(
+    client, sessions: sessionmaker[Session]
+) -> None:
     event = make_event()
     body, headers = signed_delivery(event)
     response = client.post("/webhooks/rivya", data=body, headers=headers)
@@ -20,7 +22,8 @@ def test_genuine_delivery_is_stored_and_enqueued(client, sessions: sessionmaker[
     assert row.task_id == event["data"]["id"]
     assert row.body == body
     assert row.source is EventSource.WEBHOOK
-    assert row.status is EventStatus.ENQUEUED
+    assert row.status is EventStatus.RECEIVED
+    assert row.next_attempt_at == row.received_at
 
 
 def test_one_changed_byte_is_rejected(client, sessions: sessionmaker[Session]) -> None:

@@ -27,7 +27,7 @@ from models.events import EventStatus, WebhookEvent
 from receiver import create_app
 from rivyahooks.rivya import contract, signatures
 from rivyahooks.settings import Settings
-from tests.conftest import OTHER_SECRET, SECRET, make_event, signed_delivery
+from tests.conftest import OTHER_SECRET, SECRET, close_app, make_event, signed_delivery
 
 PATH = "/webhooks/rivya"
 ACCEPTED = "accepted"
@@ -390,8 +390,7 @@ def clients(app: Flask, settings: Settings) -> Any:
     yield client_for
     for other in apps.values():
         if other is not app:
-            other.extensions["rivyahooks"].engine.dispose()
-            other.extensions["rivyahooks"].enqueuer.close()
+            close_app(other)
 
 
 def rows(sessions: sessionmaker[Session]) -> list[WebhookEvent]:
@@ -444,7 +443,8 @@ def test_delivery(name: str, clients: Any, sessions: sessionmaker[Session]) -> N
         assert row.status is EventStatus.QUARANTINED
         assert row.status_reason
     else:
-        assert row.status is EventStatus.ENQUEUED
+        assert row.status is EventStatus.RECEIVED
+        assert row.next_attempt_at is not None
         assert row.event_id == json.loads(delivery.body)["id"]
 
 
@@ -480,8 +480,7 @@ def test_rotation_either_secret_is_stored_with_its_fingerprint(
                 client.post(PATH, data=delivery.body, headers=delivery.headers).status_code == 202
             )
     finally:
-        app.extensions["rivyahooks"].engine.dispose()
-        app.extensions["rivyahooks"].enqueuer.close()
+        close_app(app)
     prints = sorted(row.secret_fingerprint or "" for row in rows(sessions))
     assert prints == sorted(signatures.fingerprint(s) for s in (SECRET, OTHER_SECRET))
 

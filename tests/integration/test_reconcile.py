@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,14 +16,14 @@ from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, Webhook
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.reconcile import ReconcileState
 from rivyahooks.rivya import contract
-from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.simulator.config import Faults, SimConfig
 from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
-from tasks.events import send_process_event
-from tasks.reconcile import STATE_NAME, ReconcileBusy, reconcile
+from tasks.reconcile import STATE_NAME, UNUSABLE_EVENT_PREFIX, ReconcileBusy, reconcile
+from tasks.runtime import Runtime
 from tests.conftest import SECRET
-from tests.support.processes import celery_worker, gunicorn
+from tests.support.eventually import eventually
+from tests.support.processes import celery_worker, gunicorn, relay
 
 
 @pytest.fixture
@@ -49,8 +48,14 @@ def rec_settings(settings: Settings, simulator: Simulator) -> Settings:
         rivya_api_key=simulator.api_key,
         download_allowed_hosts=("127.0.0.1",),
         reconcile_poll_after_seconds=0,
-        sweep_received_after_seconds=2,
     )
+
+
+@pytest.fixture
+def runtime(rec_settings: Settings) -> Iterator[Runtime]:
+    runtime = Runtime(rec_settings)
+    yield runtime
+    runtime.close()
 
 
 def count_unfinished(sessions: sessionmaker[Session]) -> int:
@@ -61,23 +66,17 @@ def count_unfinished(sessions: sessionmaker[Session]) -> int:
         )
 
 
-def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_one_reconcile_recovers_dropped_deliveries_and_a_second_finds_nothing(
-    simulator: Simulator, rec_settings: Settings, sessions: sessionmaker[Session], tmp_path: Path
+    simulator: Simulator,
+    rec_settings: Settings,
+    runtime: Runtime,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
-    from tasks.celery_app import create_celery
-
-    celery = create_celery(rec_settings)
     with (
         gunicorn(rec_settings, log=tmp_path / "web.log") as web,
+        relay(rec_settings, log=tmp_path / "relay.log"),
         celery_worker(rec_settings, concurrency=2, log=tmp_path / "worker.log"),
     ):
         simulator.register_endpoint(web + "/webhooks/rivya", secret=SECRET)
@@ -85,26 +84,21 @@ def test_one_reconcile_recovers_dropped_deliveries_and_a_second_finds_nothing(
         task_ids = simulator.scenario(40)
         simulator.wait_terminal(task_ids, timeout=30)
         simulator.wait_deliveries_idle(timeout=30)
-        wait_for(lambda: count_unfinished(sessions) == 0, 60, "delivered events to settle")
+        eventually(lambda: count_unfinished(sessions) == 0, 60, what="delivered events to settle")
         with sessions() as session:
             delivered = session.scalar(select(func.count()).select_from(WebhookEvent))
         dropped = simulator.summary()["deliveries"]["dropped"]
         assert dropped > 0, "the fault did not bite; the test would prove nothing"
         assert delivered == len(task_ids) - dropped
 
-        with RivyaClient.from_settings(rec_settings) as client:
-            first = reconcile(
-                sessions, rec_settings, client, lambda e: send_process_event(celery, e)
-            )
-            assert first.events_missing == dropped
-            assert first.enqueued == dropped
-            wait_for(lambda: count_unfinished(sessions) == 0, 60, "reconciled events to settle")
+        first = reconcile(runtime)
+        assert first.events_missing == dropped
+        assert first.stored == dropped
+        eventually(lambda: count_unfinished(sessions) == 0, 60, what="reconciled events to settle")
 
-            second = reconcile(
-                sessions, rec_settings, client, lambda e: send_process_event(celery, e)
-            )
+        second = reconcile(runtime)
         assert second.events_missing == 0
-        assert second.enqueued == 0
+        assert second.stored == 0
         assert second.generations_recovered == 0
 
     with sessions() as session:
@@ -126,7 +120,7 @@ def test_one_reconcile_recovers_dropped_deliveries_and_a_second_finds_nothing(
 
 
 def test_cost_grows_with_what_is_new_not_with_history(
-    simulator: Simulator, rec_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
     simulator.seed_events(
         20_000, older_than_seconds=3600, spacing_ms=100, delivery_status="delivered"
@@ -137,18 +131,19 @@ def test_cost_grows_with_what_is_new_not_with_history(
     new = simulator.scenario(50)
     simulator.wait_terminal(new)
     simulator.reset_requests()
-    enqueued: list[str] = []
 
-    with RivyaClient.from_settings(rec_settings) as client:
-        summary = reconcile(sessions, rec_settings, client, enqueued.append)
+    summary = reconcile(runtime)
 
     pages = simulator.requests(contract.API_PREFIX + contract.EVENTS_LOG_PATH)
     assert 1 <= len(pages) <= 3
     assert summary.pages_read == len(pages)
     assert summary.events_missing == 50
-    assert sorted(enqueued) == sorted(
-        e.event_id for e in _events(sessions) if e.source is EventSource.RECONCILE
-    )
+    assert summary.stored == 50
+    stored = [e for e in _events(sessions) if e.source is EventSource.RECONCILE]
+    assert len(stored) == 50
+    # Stored for the relay to publish: due now, nothing sent by the reconciler itself.
+    assert {e.status for e in stored} == {EventStatus.RECEIVED}
+    assert all(e.next_attempt_at is not None for e in stored)
     with sessions() as session:
         state = session.get(ReconcileState, STATE_NAME)
         assert state is not None
@@ -163,14 +158,12 @@ def _events(sessions: sessionmaker[Session]) -> list[WebhookEvent]:
 
 
 def test_dry_run_counts_but_stores_nothing(
-    simulator: Simulator, rec_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
     simulator.wait_terminal(simulator.scenario(5))
-    enqueued: list[str] = []
-    with RivyaClient.from_settings(rec_settings) as client:
-        summary = reconcile(sessions, rec_settings, client, enqueued.append, dry_run=True)
+    summary = reconcile(runtime, dry_run=True)
     assert summary.events_missing == 5
-    assert enqueued == []
+    assert summary.stored == 0
     assert _events(sessions) == []
     with sessions() as session:
         state = session.get(ReconcileState, STATE_NAME)
@@ -186,12 +179,14 @@ def test_only_one_reconcile_runs_at_a_time(
     outcomes: list[str] = []
 
     def run() -> None:
-        with RivyaClient.from_settings(rec_settings) as client:
-            try:
-                reconcile(sessions, rec_settings, client, lambda _e: None)
-                outcomes.append("ran")
-            except ReconcileBusy:
-                outcomes.append("busy")
+        runtime = Runtime(rec_settings)
+        try:
+            reconcile(runtime)
+            outcomes.append("ran")
+        except ReconcileBusy:
+            outcomes.append("busy")
+        finally:
+            runtime.close()
 
     threads = [threading.Thread(target=run) for _ in range(3)]
     for thread in threads:
@@ -211,29 +206,57 @@ def test_unfinished_generations_are_polled_and_recovered(
         # window: the checkpoint is past its event.
         session.add(Generation(task_id=task_id, status=GenerationStatus.PROCESSING))
         session.add(ReconcileState(name=STATE_NAME, checkpoint=utcnow() + dt.timedelta(hours=1)))
-    enqueued: list[str] = []
-    with RivyaClient.from_settings(rec_settings.replace(reconcile_overlap_seconds=0)) as client:
-        summary = reconcile(
-            sessions, rec_settings.replace(reconcile_overlap_seconds=0), client, enqueued.append
-        )
+    runtime = Runtime(rec_settings.replace(reconcile_overlap_seconds=0))
+    try:
+        summary = reconcile(runtime)
+    finally:
+        runtime.close()
     assert summary.generations_polled == 1
     assert summary.generations_recovered == 1
+    assert summary.stored == 1
     (event,) = _events(sessions)
     assert event.task_id == task_id
     assert event.source is EventSource.RECONCILE
-    assert event.status is EventStatus.ENQUEUED
-    assert enqueued == [event.event_id]
+    assert event.status is EventStatus.RECEIVED
 
 
 def test_a_checkpoint_older_than_retention_warns(
-    simulator: Simulator, rec_settings: Settings, sessions: sessionmaker[Session]
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
 ) -> None:
-    with RivyaClient.from_settings(rec_settings) as client:
-        summary = reconcile(
-            sessions,
-            rec_settings,
-            client,
-            lambda _e: None,
-            since=utcnow() - dt.timedelta(days=contract.EVENTS_RETENTION_DAYS + 1),
-        )
+    summary = reconcile(
+        runtime, since=utcnow() - dt.timedelta(days=contract.EVENTS_RETENTION_DAYS + 1)
+    )
     assert any("retention" in w for w in summary.warnings)
+
+
+def test_an_unusable_log_entry_is_quarantined_and_the_run_goes_on(
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
+) -> None:
+    simulator.wait_terminal(simulator.scenario(5))
+    with simulator.state.lock:
+        logged = simulator.state.events.items
+        # Rivya's log as it must never be, yet might: an entry without an id, another of a
+        # type this code does not know, both in the middle of a page.
+        del logged[1].payload["id"]
+        logged[3].payload["type"] = "chat.completed"
+        unknown_type_id = logged[3].id
+
+    first = reconcile(runtime)
+
+    assert first.events_listed == 5
+    assert (first.stored, first.unusable) == (3, 2)
+    rows = {e.event_id: e for e in _events(sessions)}
+    assert len(rows) == 5
+    quarantined = {i for i, e in rows.items() if e.status is EventStatus.QUARANTINED}
+    (synthetic,) = quarantined - {unknown_type_id}
+    assert synthetic.startswith(UNUSABLE_EVENT_PREFIX)
+    assert unknown_type_id in quarantined
+    assert "no id" in (rows[synthetic].status_reason or "")
+    assert len([w for w in first.warnings if "quarantined" in w]) == 2
+    with sessions() as session:
+        assert session.get(ReconcileState, STATE_NAME).checkpoint is not None  # type: ignore[union-attr]
+
+    # Later runs re-read the same entries (the overlap) and neither fail nor store them twice.
+    second = reconcile(runtime)
+    assert (second.events_missing, second.stored, second.unusable) == (0, 0, 0)
+    assert len(_events(sessions)) == 5

@@ -2,15 +2,14 @@
 
 How recovery happens, without any operator:
 
-1. The killed worker never acknowledged its message (tasks are `acks_late`). The Redis
-   transport keeps unacknowledged messages aside and puts them back on the queue once they
-   are older than the visibility timeout (TASK_VISIBILITY_TIMEOUT_SECONDS, short here); a
-   consuming worker does that while it polls.
-2. Independently, the sweeper (`events.sweep`, run by beat) re-enqueues events left
-   `processing` for longer than the same window. Whichever comes first runs the task; a
-   second copy finds the event processed, or loses the (task_id, index) race harmlessly.
-3. The event is `processing` with one attempt counted; processing may start over from that
-   state because every step is idempotent.
+1. The event is `processing` under the dead worker's claim, with one attempt counted. Its
+   lease (PROCESS_TIME_LIMIT_SECONDS plus a grace, short here) lapses.
+2. The sweeper (`events.sweep`, run by beat) finds the lapsed lease, records the attempt as
+   `expired` and makes the event `failed`, due at once; the relay publishes it again.
+3. Independently, the killed worker never acknowledged its message (tasks are `acks_late`):
+   the Redis transport puts it back on the queue some time after the visibility timeout
+   (kombu scans for such messages only every 100 s or so). Whichever copy comes first
+   claims the event (a claim takes over a lapsed lease); a later one finds it processed.
 4. The dead worker's partial file (or, with object storage, its incomplete multipart
    upload) names its host and pid. The next staging of the same output removes those of
    dead writers, and the sweeper removes them too, so nothing is left in staging.
@@ -20,14 +19,13 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
 from models.db import make_session_factory
-from models.events import EventStatus, WebhookEvent
+from models.events import AttemptOutcome, EventAttempt, EventStatus, WebhookEvent
 from models.generations import GenerationOutput
 from rivyahooks.rivya.simulator.config import Faults, SimConfig
 from rivyahooks.rivya.simulator.content import result_bytes_sha256
@@ -38,7 +36,7 @@ from storage.files import PARTIAL_DIR
 from storage.s3 import STAGING_DIR
 from tests.conftest import SECRET
 from tests.support.eventually import eventually
-from tests.support.processes import celery_worker, gunicorn, own_redis_database
+from tests.support.processes import celery_worker, gunicorn, own_redis_database, relay
 from tests.support.results import sha256_of
 from tests.support.s3server import S3Server
 
@@ -49,14 +47,16 @@ OUTPUT_BYTES = 512 * 1024 * 1024
 # moto keeps objects in memory and takes a few seconds for this many 5 MiB parts.
 OBJECT_BYTES = 96 * 1024 * 1024
 PART_BYTES = 5 * 1024 * 1024
-VISIBILITY_SECONDS = 10
+# An attempt may run TIME_LIMIT_SECONDS; its lease lapses soon after, inside the window.
+VISIBILITY_SECONDS = 20
+TIME_LIMIT_SECONDS = 12
 REDIS_DB = 14
 
 
 def wait_for_partial(partials: Path, timeout: float) -> Path:
     """Return the first partial file that has bytes but not all of them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def in_progress() -> Path | None:
         for path in partials.glob("*.part"):
             try:
                 size = path.stat().st_size
@@ -64,8 +64,9 @@ def wait_for_partial(partials: Path, timeout: float) -> Path:
                 continue
             if 0 < size < OUTPUT_BYTES:
                 return path
-        time.sleep(0.002)
-    pytest.fail("no download was seen in progress")
+        return None
+
+    return eventually(in_progress, timeout, interval=0.002, what="a download in progress")
 
 
 def one_result_simulator(size: int, seed: int) -> Simulator:
@@ -89,6 +90,7 @@ def kill_settings(
         rivya_api_key=sim.api_key,
         download_allowed_hosts=("127.0.0.1",),
         task_visibility_timeout_seconds=VISIBILITY_SECONDS,
+        process_time_limit_seconds=TIME_LIMIT_SECONDS,
         sweep_interval_seconds=2,
     ).replace(**changes)
 
@@ -100,7 +102,10 @@ def test_a_download_killed_midway_completes_on_the_next_worker(
     with one_result_simulator(OUTPUT_BYTES, seed=1) as sim:
         settings = kill_settings(postgres_url, redis_url, sim, f"file://{tmp_path / 'results'}")
         partials = settings.storage_root() / PARTIAL_DIR
-        with gunicorn(settings, log=tmp_path / "web.log") as web_url:
+        with (
+            gunicorn(settings, log=tmp_path / "web.log") as web_url,
+            relay(settings, log=tmp_path / "relay.log"),
+        ):
             sim.register_endpoint(web_url + "/webhooks/rivya", secret=SECRET)
             with celery_worker(settings, concurrency=1, log=tmp_path / "worker1.log") as first:
                 (task_id,) = sim.scenario(1)
@@ -115,22 +120,23 @@ def test_a_download_killed_midway_completes_on_the_next_worker(
             assert event.attempts == 1
 
             with celery_worker(settings, concurrency=2, beat=True, log=tmp_path / "worker2.log"):
-                deadline = time.monotonic() + 4 * VISIBILITY_SECONDS
-                while True:
+
+                def processed() -> bool:
                     with sessions() as session:
-                        event = session.scalars(select(WebhookEvent)).one()
-                    if event.status is EventStatus.PROCESSED:
-                        break
-                    assert time.monotonic() < deadline, f"event still {event.status}"
-                    time.sleep(0.25)
-                # Let a second copy of the message (redelivery and sweep) run out too.
-                time.sleep(3)
+                        status = session.scalars(select(WebhookEvent.status)).one()
+                    return status is EventStatus.PROCESSED
+
+                eventually(processed, 4 * VISIBILITY_SECONDS, interval=0.25, what="processed")
 
     with sessions() as session:
         outputs = session.scalars(select(GenerationOutput)).all()
         event = session.scalars(select(WebhookEvent)).one()
     assert event.status is EventStatus.PROCESSED
     assert event.attempts >= 2
+    with sessions() as session:
+        attempts = session.scalars(select(EventAttempt).order_by(EventAttempt.number)).all()
+    assert attempts[0].outcome is AttemptOutcome.EXPIRED
+    assert attempts[-1].outcome is AttemptOutcome.PROCESSED
     assert [(o.task_id, o.index) for o in outputs] == [(task_id, 0)]
     expected = result_bytes_sha256(task_id, 0, OUTPUT_BYTES)
     (output,) = outputs
@@ -152,7 +158,10 @@ def test_an_upload_killed_midway_completes_on_the_next_worker_and_leaves_no_orph
             postgres_url, redis_url, sim, s3.storage_url(), storage_part_bytes=PART_BYTES
         )
         # The worker children inherit the AWS variables that point at the S3 server.
-        with gunicorn(settings, log=tmp_path / "web.log") as web_url:
+        with (
+            gunicorn(settings, log=tmp_path / "web.log") as web_url,
+            relay(settings, log=tmp_path / "relay.log"),
+        ):
             sim.register_endpoint(web_url + "/webhooks/rivya", secret=SECRET)
             with celery_worker(settings, concurrency=1, log=tmp_path / "worker1.log") as first:
                 (task_id,) = sim.scenario(1)

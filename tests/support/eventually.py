@@ -9,13 +9,22 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Return the first truthy value of `predicate()`; raise TimeoutError naming `what`."""
+def eventually(
+    predicate: Callable[[], T], timeout: float, what: str = "", interval: float = 0.05
+) -> T:
+    """Return the first truthy value of `predicate()`; raise TimeoutError naming `what`.
+
+    The predicate runs at least once, and once more at the deadline, so a slow machine
+    costs time, never a wrong verdict.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:g} s")
+            value = predicate()
+            if value:
+                return value
+            raise TimeoutError(f"{what or predicate}: not within {timeout:g} s")
         time.sleep(interval)

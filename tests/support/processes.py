@@ -1,4 +1,4 @@
-"""Start the service's real processes (gunicorn, a Celery worker) for a test, and stop them."""
+"""Start the service's real processes (gunicorn, the relay, a Celery worker) for a test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from rivyahooks.settings import Settings
+from tests.support.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -51,16 +52,16 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def serving() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before serving {url}")
         try:
             httpx.get(url, timeout=1)
-            return
         except httpx.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
+            return False
+        return True
+
+    eventually(serving, timeout, interval=0.1, what=f"{url} to answer")
 
 
 def group_members(pgid: int) -> list[int]:
@@ -171,6 +172,54 @@ def celery_worker(
         stop(process, timeout=30)
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+class Supervised:
+    """A process restarted whenever it exits, as a platform restarts a crashed role."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path | None) -> None:
+        self._command = command
+        self._env = env
+        self._out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        self._stopping = threading.Event()
+        self.starts = 0
+        self.process = self._start()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self.starts += 1
+        return subprocess.Popen(
+            self._command,
+            cwd=ROOT,
+            env=self._env,
+            stdout=self._out,
+            stderr=self._out,
+            start_new_session=True,
+        )
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            if self.process.poll() is not None and not self._stopping.is_set():
+                self.process = self._start()
+            self._stopping.wait(0.1)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._watcher.join(5)
+        stop(self.process)
+        if self._out is not subprocess.DEVNULL:
+            self._out.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def relay(settings: Settings, log: Path | None = None) -> Iterator[Supervised]:
+    """Run the relay role (`rivya-hooks relay`), restarted if it dies; yield it."""
+    supervised = Supervised([str(BIN / "rivya-hooks"), "relay"], child_env(settings), log)
+    try:
+        yield supervised
+    finally:
+        supervised.stop()
 
 
 @contextmanager

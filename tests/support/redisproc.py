@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import services
+from tests.support.eventually import eventually
 
 
 class RedisServer:
@@ -45,22 +45,21 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if services.reachable(self.url):
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            time.sleep(0.05)
-        raise TimeoutError(f"redis-server did not listen on {self.port}")
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {process.returncode}")
+            return services.reachable(self.url)
+
+        eventually(listening, 10, what=f"redis-server to listen on {self.port}")
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
         # Wait until the port refuses, so the next request sees the outage.
-        while services.reachable(self.url):
-            time.sleep(0.05)
+        eventually(lambda: not services.reachable(self.url), 10, what="the port to refuse")
 
 
 @contextmanager

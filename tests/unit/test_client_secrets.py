@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from rivyahooks.rivya.client import RivyaClient
 from rivyahooks.rivya.errors import RivyaError, RivyaNotFound, RivyaProtocolError
 from rivyahooks.settings import Settings
+from tasks.runtime import rivya_client
+from tests.support.httpserver import serving
 
 KEY = "rvya_sk_very_secret_value_123"
 
@@ -21,8 +21,7 @@ def echo_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
     """A server that redirects /redirect elsewhere and echoes the auth header in errors."""
     seen: list[dict[str, str]] = []
 
-    @Request.application  # type: ignore[arg-type]
-    def app(request: Request) -> Response:
+    def answer(request: Request) -> Response:
         # The raw request target, as sent: the server's decoded path would hide quoting.
         raw_path = request.environ["RAW_URI"].split("?", 1)[0]
         seen.append({"path": raw_path, "auth": request.headers.get("Authorization", "")})
@@ -35,18 +34,13 @@ def echo_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
         )
         return Response(body, status=404, content_type="application/json")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", seen
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(answer) as url:
+        yield url, seen
 
 
 def test_repr_shows_base_url_only() -> None:
     settings = Settings(rivya_api_base="https://rivya.ai", rivya_api_key=KEY)
-    with RivyaClient.from_settings(settings) as client:
+    with rivya_client(settings) as client:
         assert repr(client) == "RivyaClient(base_url='https://rivya.ai')"
         assert KEY not in str(client)
 

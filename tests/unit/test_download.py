@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from werkzeug.wrappers import Request, Response
 
 from rivyahooks.rivya.download import check_url, download_result
 from rivyahooks.rivya.errors import (
@@ -18,6 +20,7 @@ from rivyahooks.rivya.errors import (
     ResultExpiredError,
 )
 from rivyahooks.rivya.simulator import SimConfig, Simulator, result_bytes_sha256
+from tests.support.httpserver import serving
 
 KEY = "rvya_sk_download_test"
 ALLOWED = ("127.0.0.1",)
@@ -204,3 +207,36 @@ def test_tampered_url_is_refused_by_the_simulator(sim: Simulator, tmp_path: Path
     _, urls = _succeeded(sim)
     with pytest.raises(ResultExpiredError):  # 403: treated like an expired link
         _fetch(urls[0].replace("sig=", "sig=0"), tmp_path / "out")
+
+
+def test_a_dripping_server_cannot_outlast_the_download_deadline(tmp_path: Path) -> None:
+    # Each byte comes well within the read timeout, so only a total deadline stops it.
+    def drip(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(600):
+                time.sleep(0.05)
+                yield b"x"
+
+        return Response(body(), headers={"Content-Length": "600"})
+
+    dest = tmp_path / "dripped"
+    with serving(drip) as url:
+        started = time.monotonic()
+        with pytest.raises(DownloadTransientError, match="deadline passed"):
+            _fetch(f"{url}/result", dest, deadline=time.monotonic() + 1.0)
+        elapsed = time.monotonic() - started
+    # The deadline, plus at most one read's wait; never the 30 s the drip would take.
+    assert elapsed < 1.0 + 5
+    assert dest.stat().st_size < 600
+
+
+def test_a_url_only_httpx_refuses_is_disallowed_without_a_connection(tmp_path: Path) -> None:
+    with pytest.raises(DisallowedURLError, match="not usable"):
+        download_result(
+            "http://127.0.0.1:9/result\x7f",
+            io.BytesIO(),
+            allowed_hosts=ALLOWED,
+            max_bytes=10,
+            timeout_seconds=5,
+            http_client=_no_network(),
+        )

@@ -20,7 +20,8 @@ from tests.conftest import OTHER_SECRET, SECRET
         ("RIVYA_WEBHOOK_TOLERANCE_SECONDS", "0"),
         ("RIVYA_WEBHOOK_MAX_BODY_BYTES", "12"),
         ("RIVYA_WEBHOOK_MAX_BODY_BYTES", "1.5e6"),
-        ("SWEEP_RECEIVED_AFTER_SECONDS", "-1"),
+        ("PROCESS_TIME_LIMIT_SECONDS", "1"),
+        ("RELAY_POLL_SECONDS", "0"),
         ("SWEEP_INTERVAL_SECONDS", "0"),
         ("TASK_VISIBILITY_TIMEOUT_SECONDS", "5"),
         ("PROCESS_MAX_ATTEMPTS", "0"),
@@ -103,7 +104,8 @@ def test_to_env_round_trip() -> None:
         webhook_scheme=contract.SCHEME_TIMESTAMPED_HMAC,
         webhook_tolerance_seconds=120,
         webhook_max_body_bytes=65_536,
-        sweep_received_after_seconds=0,
+        process_time_limit_seconds=30,
+        relay_poll_seconds=0.5,
         rivya_api_base="http://127.0.0.1:9999",
         rivya_api_key="rk_test",
         rivya_http_timeout_seconds=2.5,
@@ -246,3 +248,16 @@ def test_readme_table_is_the_settings_table() -> None:
     assert markdown_table() in readme, (
         "README's settings table differs: paste `rivya-hooks settings --markdown` into it"
     )
+
+
+def test_time_limits_must_fit_inside_the_visibility_timeout() -> None:
+    from tasks.runtime import TimeLimits
+
+    limits = TimeLimits.from_settings(Settings(process_time_limit_seconds=60))
+    assert limits.downloads < limits.soft < limits.hard < limits.lease
+    with pytest.raises(SettingsError) as caught:
+        TimeLimits.from_settings(
+            Settings(process_time_limit_seconds=60, task_visibility_timeout_seconds=60)
+        )
+    assert "PROCESS_TIME_LIMIT_SECONDS" in str(caught.value)
+    assert "TASK_VISIBILITY_TIMEOUT_SECONDS" in str(caught.value)

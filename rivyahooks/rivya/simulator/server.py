@@ -129,6 +129,11 @@ def create_app(state: SimState, dispatcher: Dispatcher) -> Flask:
     app.register_blueprint(admin_blueprint(state, scenario))
     app.register_blueprint(results_blueprint(state))
 
+    @app.get("/_sim/deliveries")
+    def deliveries() -> Response:
+        # For a process outside (the demo) to wait until every delivery and retry is done.
+        return jsonify({"pending": dispatcher.pending(), "running": dispatcher.running()})
+
     @app.before_request
     def before() -> Response | None:
         g.request_id = "req_" + secrets.token_hex(8)

@@ -1,7 +1,7 @@
 """operator console: delivery counts, operator actions, event page indexes
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-28 08:00:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import models.base
 
-revision = "0006"
-down_revision = "0005"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """event tombstones (ids of purged events, still duplicates); the traceparent of an event
 
-Revision ID: 0004
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-28 07:40:00.000000
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import models.base
 
-revision = "0004"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """results: feed positions, finished times, the stable views
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-28 08:00:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import models.base
 
-revision = "0005"
-down_revision = "0004"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

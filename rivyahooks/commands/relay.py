@@ -1,0 +1,39 @@
+"""`rivya-hooks relay`: the Procfile role that publishes stored events to the broker."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+import click
+
+from rivyahooks.console import Context, pass_context
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@pass_context
+def relay(ctx: Context) -> None:
+    """Publish stored events to the broker until stopped (the Procfile's relay role).
+
+    Every other part of the service only stores events; this is the one process that
+    publishes them, in batches, marking each `enqueued` once the broker took it. Safe to run
+    several. When the broker or the database is down it says so once, waits and resumes by
+    itself. SIGTERM or Ctrl-C stop it after the batch in hand (exit 0).
+    """
+    from rivyahooks.logconfig import configure_logging
+    from tasks.relay import Relay
+
+    settings = ctx.settings
+    configure_logging(settings.log_level, settings.log_format, role="relay")
+    runner = Relay(settings)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("relay: %s received, stopping", signal.Signals(signum).name)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner.run()
