@@ -332,7 +332,8 @@ def replay_one(event_id: str) -> ResponseReturnValue:
     if not done:
         flash("Nothing replayed: the event is no longer dead or quarantined.", "warning")
     else:
-        flash(f"Replay: {done[0]['from']} → {done[0]['to']} ({done[0]['action']}).", "ok")
+        step = done[0]
+        flash(f"Replay: {step.before.value} → {step.after.value} ({step.action}).", "ok")
     return redirect(url_for("console.event_detail", event_id=event_id))
 
 
@@ -372,7 +373,8 @@ def dead_replay() -> ResponseReturnValue:
     if len(ids) > replay.MAX_BATCH:
         abort(400, f"at most {replay.MAX_BATCH} events per replay")
     done = replay.replay(state().sessions, ids, operator())
-    flash(f"Replayed {len(done)} of {len(ids)} previewed events.", "ok")
+    moved = sum(1 for step in done if step.moves)
+    flash(f"Replayed {moved} of {len(ids)} previewed events.", "ok")
     return redirect(url_for("console.dead"))
 
 
