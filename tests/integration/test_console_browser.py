@@ -1,5 +1,5 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, against the Procfile's
-gunicorn, a real Celery worker, Redis and the simulator over HTTP.
+gunicorn, the relay, a real Celery worker, Redis and the simulator over HTTP.
 
 One operator's night, in order: refused without a token, log in, watch a delivery arrive,
 open a dead event's timeline, fail a replay with a forged CSRF token, replay it for real and
@@ -28,7 +28,7 @@ from rivyahooks.settings import Settings
 from tests.conftest import make_event, signed_delivery
 from tests.support import services
 from tests.support.eventually import eventually
-from tests.support.processes import ROOT, celery_worker, gunicorn, own_redis_database
+from tests.support.processes import ROOT, celery_worker, gunicorn, own_redis_database, relay
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.browser]
 
@@ -78,7 +78,10 @@ def simulator() -> Iterator[Simulator]:
 def service(
     settings: Settings, redis_url: str, simulator: Simulator, tmp_path: Path
 ) -> Iterator[str]:
-    """gunicorn with the console open, and a worker; yield the web base URL."""
+    """gunicorn with the console open, the relay and a worker; yield the web base URL.
+
+    The receiver and a replay only write rows: the relay publishes them to the worker.
+    """
     served = settings.replace(
         broker_url=own_redis_database(redis_url, REDIS_DB),
         rivya_api_base=simulator.url,
@@ -92,9 +95,12 @@ def service(
     )
     with (
         gunicorn(served, workers=1, threads=4, log=tmp_path / "web.log") as url,
+        relay(served, log=tmp_path / "relay.log") as relay_role,
         celery_worker(served, concurrency=2, log=tmp_path / "worker.log"),
     ):
         yield url
+        # Restarted if it died, which would hide a crash: it must have run all along.
+        assert relay_role.starts == 1, f"the relay restarted; see {tmp_path / 'relay.log'}"
 
 
 def status_of(sessions: sessionmaker[Session], event_id: str) -> EventStatus | None:
