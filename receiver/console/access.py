@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, abort, g, session
+from flask import Flask, Request, abort, g, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from rivyahooks.rivya.signatures import fingerprint
 from rivyahooks.settings import Settings, SettingsError
@@ -28,6 +29,7 @@ ADMIN = "admin"
 READONLY = "readonly"
 SESSION_LIFETIME = dt.timedelta(hours=8)
 COOKIE_NAME = "rivya_console"
+CONSOLE_PATH = "/console"
 _KEY_LABEL = b"rivya-hooks console session signing key v1"
 
 
@@ -61,13 +63,28 @@ def session_signing_key(tokens: dict[str, str]) -> bytes:
     return hmac.new(material, _KEY_LABEL, hashlib.sha256).digest()
 
 
+class ConsoleSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, opened only for the console's own paths.
+
+    Flask opens a session for every request before routing it, and building the cookie's
+    signer costs about as much as a whole webhook delivery: everything outside the console
+    (where the cookie is never sent anyway) gets Flask's free null session instead.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith(CONSOLE_PATH):
+            return None
+        return super().open_session(app, request)
+
+
 def configure_session(app: Flask, settings: Settings, tokens: dict[str, str]) -> None:
     """Set the signed-cookie session up: HttpOnly, SameSite, Secure unless told otherwise."""
+    app.session_interface = ConsoleSessionInterface()
     app.config.update(
         SECRET_KEY=session_signing_key(tokens),
         SESSION_COOKIE_NAME=COOKIE_NAME,
         # Only the console reads the cookie; the webhook endpoint never sees it.
-        SESSION_COOKIE_PATH="/console",
+        SESSION_COOKIE_PATH=CONSOLE_PATH,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=settings.console_secure_cookie,
         # Lax: a link from a pager or chat opens the console logged in; every action is a

@@ -34,6 +34,7 @@ from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, Webhook
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from receiver.console import figures, replay
 from receiver.console.access import (
+    CONSOLE_PATH,
     Operator,
     admin_only,
     current_operator,
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint(
     "console",
     __name__,
-    url_prefix="/console",
+    url_prefix=CONSOLE_PATH,
     template_folder="templates",
     static_folder="static",
 )
