@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, String, delete
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UTCDateTime
@@ -60,3 +60,9 @@ def add_counts(session: Session, counts: Mapping[CountKey, int]) -> None:
 def minute_of(moment: dt.datetime) -> dt.datetime:
     """Return the start of the minute `moment` falls in."""
     return moment.replace(second=0, microsecond=0)
+
+
+def forget_counts_before(session: Session, cutoff: dt.datetime) -> int:
+    """Delete the counts of minutes before `cutoff` (retention); return how many rows went."""
+    result = session.execute(delete(DeliveryCount).where(DeliveryCount.minute < cutoff))
+    return int(result.rowcount)  # type: ignore[attr-defined]
