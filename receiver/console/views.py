@@ -334,7 +334,8 @@ def replay_one(event_id: str) -> ResponseReturnValue:
         flash("Nothing replayed: the event is no longer dead or quarantined.", "warning")
     else:
         step = done[0]
-        flash(f"Replay: {step.before.value} → {step.after.value} ({step.action}).", "ok")
+        relay = " The relay hands it to the workers." if step.moves else ""
+        flash(f"Replay: {step.before.value} → {step.after.value} ({step.action}).{relay}", "ok")
     return redirect(url_for("console.event_detail", event_id=event_id))
 
 
@@ -375,7 +376,10 @@ def dead_replay() -> ResponseReturnValue:
         abort(400, f"at most {replay.MAX_BATCH} events per replay")
     done = replay.replay(state().sessions, ids, operator())
     moved = sum(1 for step in done if step.moves)
-    flash(f"Replayed {moved} of {len(ids)} previewed events.", "ok")
+    flash(
+        f"Replayed {moved} of {len(ids)} previewed events; the relay hands them to the workers.",
+        "ok",
+    )
     return redirect(url_for("console.dead"))
 
 
