@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit check-install demo run clean lock lock-upgrade
+.PHONY: test lint typecheck unit check-install demo run clean lock lock-upgrade vendor
 
 # The exact versions of requirements/test.txt (the service's lock plus the test tools), then
 # the project itself without letting pip pick any dependency of its own.
@@ -50,8 +50,29 @@ check-install: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+# From a terminal, a successful demo keeps running for the console until Ctrl-C; elsewhere
+# (and whenever it fails) it stops at once and its exit status is the demo's.
 demo: $(STAMP)
-	$(BIN)/rivya-hooks demo
+	$(BIN)/rivya-hooks demo --keep-running
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The console's front-end pieces, from the npm registry, committed with their licenses so
+# that running the service needs no Node and no build step. `make vendor` refreshes them.
+# htmx stays on 2.x: 4.0 is a rewrite only weeks old.
+HTMX_VERSION := 2.0.11
+UPLOT_VERSION := 1.6.32
+VENDOR_DIR := receiver/console/static/vendor
+
+vendor:
+	rm -rf $(VENDOR_DIR).new && mkdir -p $(VENDOR_DIR).new/pack
+	cd $(VENDOR_DIR).new/pack && npm pack --silent htmx.org@$(HTMX_VERSION) uplot@$(UPLOT_VERSION) >/dev/null
+	cd $(VENDOR_DIR).new/pack && for t in *.tgz; do mkdir "$${t%.tgz}" && tar -xzf "$$t" -C "$${t%.tgz}"; done
+	cp $(VENDOR_DIR).new/pack/htmx.org-*/package/dist/htmx.min.js $(VENDOR_DIR).new/
+	cp $(VENDOR_DIR).new/pack/htmx.org-*/package/LICENSE $(VENDOR_DIR).new/LICENSE-htmx
+	cp $(VENDOR_DIR).new/pack/uplot-*/package/dist/uPlot.iife.min.js $(VENDOR_DIR).new/
+	cp $(VENDOR_DIR).new/pack/uplot-*/package/dist/uPlot.min.css $(VENDOR_DIR).new/
+	cp $(VENDOR_DIR).new/pack/uplot-*/package/LICENSE $(VENDOR_DIR).new/LICENSE-uplot
+	printf 'htmx.org %s\nuplot %s\n' $(HTMX_VERSION) $(UPLOT_VERSION) > $(VENDOR_DIR).new/VERSIONS
+	rm -rf $(VENDOR_DIR).new/pack $(VENDOR_DIR) && mv $(VENDOR_DIR).new $(VENDOR_DIR)

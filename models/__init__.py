@@ -1,6 +1,8 @@
 """The database: typed SQLAlchemy models, engine and session helpers, Alembic migrations."""
 
+from models import event_pages  # noqa: F401 (declares the console's indexes)
 from models.base import Base
+from models.delivery_counts import DeliveryCount
 from models.events import (
     AttemptOutcome,
     EventAttempt,
@@ -10,12 +12,14 @@ from models.events import (
 )
 from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.operator_actions import OperatorAction
 from models.reconcile import ReconcileState
 from models.tombstones import EventTombstone
 
 __all__ = [
     "AttemptOutcome",
     "Base",
+    "DeliveryCount",
     "EventAttempt",
     "EventSource",
     "EventStatus",
@@ -24,6 +28,7 @@ __all__ = [
     "Generation",
     "GenerationOutput",
     "GenerationStatus",
+    "OperatorAction",
     "ReconcileState",
     "WebhookEvent",
 ]

@@ -10,7 +10,9 @@ from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
 from models.inbox import InboxWriter
-from receiver import contract, health, results, webhooks
+from receiver import contract, delivery_counter, health, results, webhooks
+from receiver.console import install_console
+from receiver.console.access import configured_tokens
 from receiver.responses import json_error
 from receiver.state import ReceiverState
 from rivyahooks import faultpoints
@@ -26,6 +28,7 @@ def check_settings(settings: Settings) -> None:
     so a bad setting stops the server once instead of killing every worker at boot.
     """
     settings.require_webhook_secrets()
+    configured_tokens(settings)  # the console's two tokens must differ
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -61,6 +64,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     # spectree reads the app's routes to build /openapi.json; its own document and UI
     # routes are not wanted (ours is /openapi.json), so it is pointed at the app directly.
     contract.api.app = app
+    install_console(app)
+    # Last: its thread starts here, once nothing else can fail.
+    delivery_counter.install(app, app.extensions["rivyahooks"].sessions)
     app.register_error_handler(HTTPException, _json_http_error)
     # gunicorn's threads serve one request after another: ids bound for one request
     # (event_id) must not appear on the next one's lines.

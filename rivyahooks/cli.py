@@ -80,11 +80,21 @@ def db_check(ctx: Context) -> None:
 
 @main.command("demo")
 @click.option("--generations", default=50, show_default=True, help="Generations to create.")
-def demo(generations: int) -> None:
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="After a successful run on a terminal, keep the service up for the console "
+    "(its URL and tokens are printed) until Ctrl-C.",
+)
+def demo(generations: int, keep_running: bool) -> None:
     """Run the whole service end to end on embedded defaults and print what happened."""
+    import sys
+
     from rivyahooks.demo import run_demo
 
-    raise SystemExit(run_demo(generations=generations))
+    # Off a terminal (CI, scripts) nobody can press Ctrl-C: the run ends with its status.
+    keep = keep_running and sys.stdin.isatty()
+    raise SystemExit(run_demo(generations=generations, keep_running=keep))
 
 
 # Forwarded, so the simulator (a Flask app and its state) is imported only when it runs.

@@ -113,8 +113,12 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def run_demo(generations: int = 50) -> int:
-    """Run the demo; return the exit status (0 only if every generation is accounted for)."""
+def run_demo(generations: int = 50, keep_running: bool = False) -> int:
+    """Run the demo; return the exit status (0 only if every generation is accounted for).
+
+    With `keep_running`, a demo that succeeded leaves every process running, prints the
+    console's URL and tokens, and stops on Ctrl-C; a failed demo still stops at once.
+    """
     started = time.monotonic()
     if DEMO_DIR.exists():
         shutil.rmtree(DEMO_DIR)
@@ -138,6 +142,10 @@ def run_demo(generations: int = 50) -> int:
         reconcile_poll_after_seconds=0,
         reconcile_overlap_seconds=60,
         rivya_http_timeout_seconds=10,
+        console_admin_token=secrets.token_urlsafe(24),
+        console_readonly_token=secrets.token_urlsafe(24),
+        # The demo serves plain http on 127.0.0.1: local development.
+        console_secure_cookie=False,
         # The demo's own read token: the web role serves the results API with it.
         results_api_tokens=(secrets.token_urlsafe(24),),
         # The demo's logs are read by people; production keeps JSON.
@@ -203,7 +211,12 @@ def run_demo(generations: int = 50) -> int:
         _wait_until(
             "the receiver", lambda: _http_ok(f"http://127.0.0.1:{web_port}/healthz"), processes, 30
         )
-        return _exercise(settings, processes, generations, started, f"http://127.0.0.1:{web_port}")
+        status = _exercise(
+            settings, processes, generations, started, f"http://127.0.0.1:{web_port}"
+        )
+        if keep_running and status == 0:
+            _serve_console(settings, web_port, processes)
+        return status
     except (RuntimeError, TimeoutError) as exc:
         _say(f"FAILED: {exc}; logs are in {logs}")
         return 1
@@ -212,6 +225,24 @@ def run_demo(generations: int = 50) -> int:
         processes.stop_all()
         # Results and logs stay for a look; the next run starts from scratch.
         _say(f"results and logs are in {DEMO_DIR}")
+
+
+def _serve_console(settings: Settings, web_port: int, processes: Processes) -> None:
+    """Keep everything running for a look at the console, until Ctrl-C."""
+    click.echo(
+        f"\nconsole:         http://127.0.0.1:{web_port}/console/\n"
+        f"admin token:     {settings.console_admin_token}\n"
+        f"read-only token: {settings.console_readonly_token}\n"
+        "The web role, relay, worker, beat and simulator keep running; Ctrl-C stops them."
+    )
+    try:
+        while True:
+            processes.check_alive()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+    except RuntimeError as exc:
+        _say(f"stopped keeping the demo running: {exc}")
 
 
 def _exercise(

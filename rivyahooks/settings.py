@@ -85,6 +85,28 @@ def positive_number(name: str, value: str) -> float:
     return number
 
 
+def flag(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false")
+
+
+# A console token guards replays of every stored event; a short one could be guessed.
+MIN_CONSOLE_TOKEN_CHARS = 24
+
+
+def console_token(name: str, value: str) -> str:
+    if len(value) < MIN_CONSOLE_TOKEN_CHARS:
+        raise SettingsError(
+            f"{name} is too short: use at least {MIN_CONSOLE_TOKEN_CHARS} random characters "
+            "(for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    return value
+
+
 def one_of(*allowed: str) -> Parser:
     def parse(name: str, value: str) -> str:
         if value not in allowed:
@@ -360,6 +382,31 @@ class Settings:
         text,
         secret=True,
     )
+    # Either token opens the operator console at /console/; with neither it answers 404.
+    console_admin_token: str = setting(
+        "CONSOLE_ADMIN_TOKEN",
+        "",
+        "token of the operator console at `/console/` (may replay); unset with "
+        "`CONSOLE_READONLY_TOKEN`: the console is closed (404)",
+        console_token,
+        secret=True,
+    )
+    console_readonly_token: str = setting(
+        "CONSOLE_READONLY_TOKEN",
+        "",
+        "token of the operator console that may look but not replay",
+        console_token,
+        secret=True,
+    )
+    # Behind a TLS-terminating proxy the web process sees plain http from 127.0.0.1, just as
+    # in local development, so the request cannot tell the two apart: this setting does.
+    console_secure_cookie: bool = setting(
+        "CONSOLE_SECURE_COOKIE",
+        True,
+        "mark the console's session cookie `Secure` (HTTPS only); `false` only for local "
+        "development over plain http",
+        flag,
+    )
     results_file_delivery: str = setting(
         "RESULTS_FILE_DELIVERY",
         "redirect",
@@ -448,7 +495,7 @@ class Settings:
         "RETENTION_EVENTS_DAYS",
         30,
         "finished events older than this lose their body and row (an id-only tombstone "
-        "stays); `0`: kept forever",
+        "stays), and the console's delivery counts of that age go; `0`: kept forever",
         whole(0),
     )
     retention_results_days: int = setting(
@@ -537,7 +584,9 @@ class Variable:
     secret: bool
 
     def format(self, value: Any) -> str:
-        """Return `value` as the variable's text (lists comma-separated)."""
+        """Return `value` as the variable's text (lists comma-separated, flags true/false)."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
         return ",".join(value) if isinstance(value, tuple) else str(value)
 
     def shown_default(self) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import UTCDateTime, utcnow
 from models.db import dialect_insert
+from models.delivery_counts import forget_counts_before
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.tombstones import EventTombstone
@@ -186,6 +187,11 @@ def purge(
     summary = PurgeSummary(dry_run=dry_run)
     if events_older_than is not None:
         purge_events(sessions, events_older_than, summary, batch=batch, say=say)
+        if not dry_run:
+            # The console's per-minute delivery counts: one row per minute and outcome,
+            # kept as long as the events they counted.
+            with sessions.begin() as session:
+                forget_counts_before(session, utcnow() - events_older_than)
     if results_older_than is not None:
         purge_results(sessions, storage, results_older_than, summary, batch=batch, say=say)
     log.info("purge done", extra={"purge": summary.as_dict()})

@@ -12,7 +12,7 @@ import base64
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,16 +172,34 @@ def settings(
 
 
 def close_app(app: Flask) -> None:
-    """Close what create_app opened."""
+    """Stop what create_app started: the counter's thread, the pool, the inbox's pool."""
+    app.extensions["delivery_counter"].stop()
     app.extensions["rivyahooks"].engine.dispose()
     app.extensions["rivyahooks"].inbox.close()
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
-    yield app
-    close_app(app)
+def make_app() -> Iterator[Callable[[Settings], Flask]]:
+    """Return create_app for a test; every app it made is closed when the test ends.
+
+    Closed means the delivery counter's thread stopped too: one left running would try to
+    flush at exit into a database the suite has dropped by then.
+    """
+    made: list[Flask] = []
+
+    def make(settings: Settings) -> Flask:
+        app = create_app(settings)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        close_app(app)
+
+
+@pytest.fixture
+def app(settings: Settings, make_app: Callable[[Settings], Flask]) -> Flask:
+    return make_app(settings)
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from sqlalchemy import select
 
 from models.base import utcnow
 from models.db import count_by
-from models.events import EventAttempt, EventSource, EventStatus, WebhookEvent, move
+from models.events import EventAttempt, EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput
-from models.inbox import oldest_unfinished_event, wake_relay
+from models.inbox import oldest_unfinished_event
 from rivyahooks.commands.wiring import open_database
 from rivyahooks.console import Context, echo_json, fail, parse_since, pass_context, table
-from rivyahooks.rivya.envelope import parse_envelope
+from rivyahooks.replay import apply_replay, plan_replay
 
 STATUS = click.Choice([s.value for s in EventStatus])
 # Larger lists belong in SQL or `--json` pages, not one terminal screen.
@@ -264,16 +264,18 @@ def replay(
     missing = set(event_ids) - {e.event_id for e in found}
     if missing:
         fail(f"no such events: {', '.join(sorted(missing))}")
-    plan = [_replay_plan(event) for event in found]
+    plan = [plan_replay(event) for event in found]
     if not dry_run:
-        _apply_replay(sessions, plan)
-    replayed = sum(1 for item in plan if item["to"] == EventStatus.RECEIVED.value)
+        plan = apply_replay(sessions, plan)
+    replayed = sum(1 for step in plan if step.moves)
     if as_json:
-        echo_json({"dry_run": dry_run, "replayed": replayed, "events": plan})
+        echo_json({"dry_run": dry_run, "replayed": replayed, "events": [s.as_dict() for s in plan]})
         return
     verb = "would" if dry_run else "will"
-    for item in plan:
-        click.echo(f"{item['event_id']}: {item['from']} -> {item['to']} ({verb} {item['action']})")
+    for step in plan:
+        click.echo(
+            f"{step.event_id}: {step.before.value} -> {step.after.value} ({verb} {step.action})"
+        )
     if dry_run:
         click.echo(f"{replayed} event(s) would be replayed")
     else:
@@ -281,66 +283,6 @@ def replay(
             f"{replayed} event(s) replayed: stored as due, the relay publishes them "
             "(once the broker is up, if it is down; `rivya-hooks relay` must be running)"
         )
-
-
-def _replay_plan(event: WebhookEvent) -> dict[str, Any]:
-    item: dict[str, Any] = {"event_id": event.event_id, "from": event.status.value}
-    received = EventStatus.RECEIVED.value
-    if event.status is EventStatus.PROCESSING:
-        item.update(
-            to=event.status.value,
-            action=f"stay: a worker holds it until {event.lease_expires_at}; if that worker "
-            "died, the sweeper takes it back then",
-        )
-        return item
-    if event.status is EventStatus.RECEIVED:
-        item.update(to=received, action="stay: it already waits for the relay")
-        return item
-    if event.status is EventStatus.QUARANTINED:
-        envelope = parse_envelope(event.body)
-        if envelope.problem:
-            item.update(to=event.status.value, action="stay quarantined: " + envelope.problem)
-            return item
-        item.update(to=received, action="be processed: the current code understands it")
-        item["envelope"] = {
-            "event_type": envelope.event_type,
-            "task_id": envelope.task_id,
-            "api_version": envelope.api_version,
-        }
-        return item
-    item.update(to=received, action="be processed again (stored outputs are kept)")
-    return item
-
-
-def _apply_replay(sessions: Any, plan: list[dict[str, Any]]) -> None:
-    for item in plan:
-        if item["to"] != EventStatus.RECEIVED.value or item["from"] == item["to"]:
-            continue
-        now = utcnow()
-        values: dict[str, Any] = {
-            "next_attempt_at": now,
-            "attempts": 0,
-            "claim_token": None,
-            "lease_expires_at": None,
-            "finished_at": None,
-            "status_reason": "replayed by an operator",
-            "updated_at": now,
-        }
-        values.update(item.get("envelope", {}))
-        with sessions.begin() as session:
-            # Compare-and-set on the status the plan saw: a move made meanwhile stands.
-            moved = session.execute(
-                move(
-                    EventStatus.RECEIVED,
-                    WebhookEvent.event_id == item["event_id"],
-                    WebhookEvent.status == EventStatus(item["from"]),
-                    **values,
-                )
-            ).rowcount
-            if moved:
-                wake_relay(session)
-        if not moved:
-            item.update(to=item["from"], action="stay: it changed meanwhile; run replay again")
 
 
 @click.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import feed
 from models.db import make_session_factory
 from models.generations import Generation, insert_output
-from receiver import create_app
 from rivyahooks.settings import Settings
 from tasks.generation_state import apply_generation, lock_generation
 from tests.conftest import SECRET
@@ -34,12 +33,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def app(postgres_url: str, postgres_engine: Engine) -> Iterator[Flask]:
-    app = create_app(
+def app(postgres_url: str, postgres_engine: Engine, make_app: Callable[[Settings], Flask]) -> Flask:
+    return make_app(
         Settings(database_url=postgres_url, webhook_secrets=(SECRET,), results_api_tokens=(TOKEN,))
     )
-    yield app
-    app.extensions["rivyahooks"].engine.dispose()
 
 
 @pytest.fixture

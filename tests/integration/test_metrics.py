@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,6 @@ from models.base import utcnow
 from models.db import make_engine, make_session_factory
 from models.events import EventSource, EventStatus
 from models.inbox import insert_event
-from receiver import create_app
 from rivyahooks.settings import Settings
 from tasks.database_gauges import DatabaseGauges
 from tests.conftest import OTHER_SECRET, SECRET, make_event, signed_delivery
@@ -59,13 +58,15 @@ def value(scrape: Scrape, name: str, **labels: str) -> float:
     ],
 )
 def test_web_metrics_answer_only_with_the_token(
-    settings: Settings, token: str, offered: str | None, status: int
+    settings: Settings,
+    token: str,
+    offered: str | None,
+    status: int,
+    make_app: Callable[[Settings], Flask],
 ) -> None:
-    app: Flask = create_app(settings.replace(metrics_token=token))
+    app = make_app(settings.replace(metrics_token=token))
     headers = {"Authorization": offered} if offered else {}
     response = app.test_client().get("/metrics", headers=headers)
-    app.extensions["rivyahooks"].engine.dispose()
-    app.extensions["rivyahooks"].inbox.close()
     assert response.status_code == status
     if status == 200:
         assert "# HELP rivyahooks_deliveries_total" in response.get_data(as_text=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.events import EventSource, EventStatus
 from models.generations import GenerationStatus
 from models.inbox import insert_event
-from receiver import create_app
 from rivyahooks.settings import Settings
 from tests.support.results import add_generation, store_output
 from tests.support.s3server import S3Server
@@ -49,10 +48,8 @@ def store_file(sessions: sessionmaker[Session], settings: Settings, task_id: str
 
 
 @pytest.fixture
-def results_app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings.replace(results_api_tokens=(TOKEN, NEXT_TOKEN)))
-    yield app
-    app.extensions["rivyahooks"].engine.dispose()
+def results_app(settings: Settings, make_app: Callable[[Settings], Flask]) -> Flask:
+    return make_app(settings.replace(results_api_tokens=(TOKEN, NEXT_TOKEN)))
 
 
 @pytest.fixture
@@ -68,10 +65,10 @@ def test_results_are_closed_without_a_configured_token(client, sessions, setting
 
 
 def test_every_configured_token_is_accepted_and_nothing_else(
-    settings: Settings, sessions: sessionmaker[Session]
+    settings: Settings, sessions: sessionmaker[Session], make_app: Callable[[Settings], Flask]
 ) -> None:
     seed(sessions, settings)
-    app = create_app(settings.replace(results_api_tokens=(TOKEN, NEXT_TOKEN)))
+    app = make_app(settings.replace(results_api_tokens=(TOKEN, NEXT_TOKEN)))
     client = app.test_client()
     assert client.get("/results/task_ok").status_code == 401
     for offered in ("Bearer nope", f"Bearer {TOKEN}x", TOKEN, f"bearer  {TOKEN}"):
@@ -83,12 +80,10 @@ def test_every_configured_token_is_accepted_and_nothing_else(
         assert ok.status_code == 200
         assert ok.json["status"] == "succeeded"
         assert ok.json["outputs"][0]["size_bytes"] == 10
-    app.extensions["rivyahooks"].engine.dispose()
     # The single-token variable of earlier versions still works.
-    older = create_app(settings.replace(results_api_token=TOKEN))
+    older = make_app(settings.replace(results_api_token=TOKEN))
     answer = older.test_client().get("/results/task_ok", headers=AUTH)
     assert answer.status_code == 200
-    older.extensions["rivyahooks"].engine.dispose()
 
 
 def test_results_list_filters_by_status(api: FlaskClient, sessions, settings) -> None:  # type: ignore[no-untyped-def]
@@ -226,13 +221,17 @@ def test_a_file_is_streamed_with_etag_range_type_and_name(
 
 @pytest.mark.parametrize("delivery", ["redirect", "proxy"])
 def test_a_file_in_object_storage_is_redirected_or_proxied(
-    s3: S3Server, settings: Settings, sessions: sessionmaker[Session], delivery: str
+    s3: S3Server,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    delivery: str,
+    make_app: Callable[[Settings], Flask],
 ) -> None:
     settings = settings.replace(
         storage_url=s3.storage_url(), results_file_delivery=delivery, results_api_tokens=(TOKEN,)
     )
     store_file(sessions, settings, "task_s3")
-    app = create_app(settings)
+    app = make_app(settings)
     client = app.test_client()
     url = "/results/task_s3/outputs/0"
     answer = client.get(url, headers=AUTH)
@@ -255,4 +254,3 @@ def test_a_file_in_object_storage_is_redirected_or_proxied(
         status, body, _ = fetch(client, url, Range="bytes=-100")
         assert status == 206
         assert body == FILE[-100:]
-    app.extensions["rivyahooks"].engine.dispose()

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
+from models.delivery_counts import DeliveryCount, add_counts
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.inbox import insert_event
@@ -85,6 +86,18 @@ def test_purge_forgets_only_old_finished_events_and_leaves_tombstones(
     assert summary.events_purged == len(gone)
     assert stored_ids(sessions) == kept
     assert tombstones(sessions) == gone
+
+
+def test_purge_forgets_delivery_counts_as_old_as_the_events(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    now = utcnow().replace(second=0, microsecond=0)
+    minutes = {"old": now - dt.timedelta(days=31), "recent": now - dt.timedelta(days=29)}
+    with sessions.begin() as session:
+        add_counts(session, {(minute, "accepted", ""): 1 for minute in minutes.values()})
+    purge(sessions, FileStorage(tmp_path), events_older_than=THIRTY_DAYS, results_older_than=None)
+    with sessions() as session:
+        assert list(session.scalars(select(DeliveryCount.minute))) == [minutes["recent"]]
 
 
 def test_dry_run_counts_and_deletes_nothing(

@@ -1,0 +1,27 @@
+"""The operator console at /console/: overview, events, replay, generations.
+
+Registered only when CONSOLE_ADMIN_TOKEN or CONSOLE_READONLY_TOKEN is set; otherwise every
+path under /console answers the app's plain 404, the same as a path that never existed.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from receiver.console.access import configure_session, configured_tokens
+from receiver.console.views import ConsoleState, bp
+from receiver.state import ReceiverState
+
+
+def install_console(app: Flask) -> None:
+    """Register the console on the app if a console token is configured."""
+    shared: ReceiverState = app.extensions["rivyahooks"]
+    settings = shared.settings
+    tokens = configured_tokens(settings)
+    if not tokens:
+        return
+    configure_session(app, settings, tokens)
+    csrf = CSRFProtect(app)
+    app.extensions["console"] = ConsoleState(tokens=tokens, csrf=csrf)
+    app.register_blueprint(bp)
