@@ -224,7 +224,13 @@ class InboxWriter:
         if notify:
             self._notified_at = now
         sql = self._sql[notify]
-        pooled = self._engine.raw_connection()
+        try:
+            pooled = self._engine.raw_connection()
+        except self._dialect.loaded_dbapi.Error as exc:
+            # No connection could be opened: the database is down like any failed insert.
+            raise DBAPIError.instance(
+                sql, parameters, exc, self._dialect.loaded_dbapi.Error
+            ) from exc
         dbapi_connection = pooled.dbapi_connection
         assert dbapi_connection is not None  # None only once the pool closed it
         # One cursor per pooled connection, kept with it for its life: the pool hands a
