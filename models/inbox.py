@@ -8,6 +8,7 @@ delays events without losing or stranding any.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Sequence
@@ -161,6 +162,10 @@ def _many_rows(dialect: str) -> Any:
     return _MANY[dialect]
 
 
+# Where a pooled connection keeps the receiver's cursor (see InboxWriter.store).
+_CURSOR = "rivyahooks.inbox.cursor"
+
+
 def _core(executor: Session | Connection) -> Connection:
     # The session's own connection (same transaction): the ORM's bulk insert path, which a
     # Session takes for an INSERT with parameters, does not take INSERT ... SELECT.
@@ -190,40 +195,57 @@ class InboxWriter:
         # fails one delivery with 503 (Rivya retries it), and is replaced.
         self._engine = make_engine(database_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
         self._dialect = self._engine.dialect
-        quiet = _one_row(self._dialect.name, notify=False).compile(dialect=self._dialect)
-        waking = _one_row(self._dialect.name, notify=True).compile(dialect=self._dialect)
+        # Positional parameters (%s on PostgreSQL, ? on SQLite): the driver then takes a list
+        # as it is instead of mapping names to positions on every call.
+        compiler: Any = self._dialect
+        if compiler.name == "postgresql":
+            compiler = type(compiler)(paramstyle="format")
+        quiet = _one_row(compiler.name, notify=False).compile(dialect=compiler)
+        waking = _one_row(compiler.name, notify=True).compile(dialect=compiler)
         self._sql = {False: quiet.string, True: waking.string}
-        self._order = quiet.positiontup  # for positional paramstyles (SQLite's "?")
-        self._notified_at = -NOTIFY_EVERY_SECONDS
+        assert quiet.positiontup == waking.positiontup
         columns = WebhookEvent.__table__.c
-        self._converters = [
+        # In the order the statement takes them, each with its column's bind processor.
+        self._parameters = [
             (name, columns[name].type.dialect_impl(self._dialect).bind_processor(self._dialect))
-            for name in _COLUMNS
+            for name in quiet.positiontup or ()
         ]
+        self._notified_at = -NOTIFY_EVERY_SECONDS
 
     def store(self, row: dict[str, Any]) -> bool:
         """Store the event unless its id is known; return True if it was new."""
-        values = {
-            name: row[name] if convert is None else convert(row[name])
-            for name, convert in self._converters
-        }
-        parameters: Any = [values[n] for n in self._order] if self._order else values
+        parameters = [
+            row[name] if convert is None else convert(row[name])
+            for name, convert in self._parameters
+        ]
         now = time.monotonic()
         # Unlocked: two threads both notifying now and then costs nothing.
         notify = now - self._notified_at >= NOTIFY_EVERY_SECONDS
         if notify:
             self._notified_at = now
         sql = self._sql[notify]
-        pooled = self._engine.raw_connection()
+        try:
+            pooled = self._engine.raw_connection()
+        except self._dialect.loaded_dbapi.Error as exc:
+            # No connection could be opened: the database is down like any failed insert.
+            raise DBAPIError.instance(
+                sql, parameters, exc, self._dialect.loaded_dbapi.Error
+            ) from exc
         dbapi_connection = pooled.dbapi_connection
         assert dbapi_connection is not None  # None only once the pool closed it
-        cursor = None
+        # One cursor per pooled connection, kept with it for its life: the pool hands a
+        # connection to one thread at a time, and a cursor costs more to make than to reuse.
+        cursor = pooled.info.get(_CURSOR)
         try:
-            cursor = dbapi_connection.cursor()
+            if cursor is None:
+                cursor = pooled.info[_CURSOR] = dbapi_connection.cursor()
             cursor.execute(sql, parameters)
             found = cursor.fetchone()
         except self._dialect.loaded_dbapi.Error as exc:
             lost = bool(self._dialect.is_disconnect(exc, dbapi_connection, cursor))
+            if pooled.info.pop(_CURSOR, None) is not None:
+                with contextlib.suppress(self._dialect.loaded_dbapi.Error):
+                    cursor.close()  # type: ignore[union-attr]
             if lost:
                 pooled.invalidate(exc)
             raise DBAPIError.instance(
@@ -234,8 +256,6 @@ class InboxWriter:
                 connection_invalidated=lost,
             ) from exc
         finally:
-            if cursor is not None:
-                cursor.close()
             pooled.close()
         return found is not None
 

@@ -453,13 +453,20 @@ class Settings:
     metrics_address: str = setting(
         "METRICS_ADDRESS",
         "127.0.0.1",
-        "address the worker's and beat's metrics servers listen on (`0.0.0.0` in containers)",
+        "address the worker's, relay's and beat's metrics servers listen on "
+        "(`0.0.0.0` in containers)",
         text,
     )
     worker_metrics_port: int = setting(
         "WORKER_METRICS_PORT",
         9101,
         "port of the worker's `/metrics`; `0`: not served",
+        port,
+    )
+    relay_metrics_port: int = setting(
+        "RELAY_METRICS_PORT",
+        9103,
+        "port of the relay's `/metrics` (publishes, lag); `0`: not served",
         port,
     )
     beat_metrics_port: int = setting(

@@ -24,10 +24,13 @@ def relay(ctx: Context) -> None:
     itself. SIGTERM or Ctrl-C stop it after the batch in hand (exit 0).
     """
     from rivyahooks.logconfig import configure_logging
+    from rivyahooks.metrics.exposition import serve
     from tasks.relay import Relay
 
     settings = ctx.settings
     configure_logging(settings.log_level, settings.log_format, role="relay")
+    # One process: its own registry holds every sample (no multiprocess files needed).
+    serve("relay", settings.metrics_address, settings.relay_metrics_port)
     runner = Relay(settings)
 
     def stop(signum: int, _frame: FrameType | None) -> None:

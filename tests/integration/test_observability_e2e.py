@@ -60,6 +60,7 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 class Run:
     logs: dict[str, Path]
     worker: Scrape
+    relay: Scrape
     beat: Scrape
     web: Scrape
     secrets: tuple[str, ...]
@@ -104,6 +105,7 @@ def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session
             metrics_token=METRICS_TOKEN,
             results_api_token=RESULTS_TOKEN,
             worker_metrics_port=free_port(),
+            relay_metrics_port=free_port(),
             beat_metrics_port=free_port(),
             metrics_dir=str(tmp / "metrics"),
             # The most lines, so the most chances for a secret to show.
@@ -146,6 +148,9 @@ def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session
                 30,
                 "beat's gauges showing a reconcile run",
             )
+            relay_scrape = samples(
+                httpx.get(f"http://127.0.0.1:{settings.relay_metrics_port}/metrics").text
+            )
             downloads = GENERATIONS * OUTPUTS
 
             def exported() -> list[Span]:
@@ -170,6 +175,7 @@ def _run_every_role(postgres_url: str, tmp: Path, sessions: sessionmaker[Session
     return Run(
         logs,
         worker,
+        relay_scrape,
         beat,
         web,
         (SECRET, API_KEY, METRICS_TOKEN, RESULTS_TOKEN),
@@ -251,6 +257,15 @@ def test_worker_metrics_show_task_outcomes_and_downloads(run: Run) -> None:
     # Every delivery arrived: the reconciler found nothing the webhooks missed.
     assert value(run.worker, "rivyahooks_reconcile_found_events_total") == 0
     assert value(run.web, "rivyahooks_deliveries_total", outcome="accepted") == GENERATIONS
+
+
+def test_relay_metrics_count_every_publish_and_its_lag(run: Run) -> None:
+    # Every event was stored once and processed once, so published once (no retries).
+    assert value(run.relay, "rivyahooks_relay_published_total", outcome="published") == (
+        GENERATIONS
+    )
+    assert value(run.relay, "rivyahooks_relay_lag_seconds_count") == GENERATIONS
+    assert any(name == "rivyahooks_build_info" for name, _ in run.relay)
 
 
 def test_beat_serves_the_database_gauges(run: Run) -> None:

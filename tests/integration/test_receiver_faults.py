@@ -141,3 +141,22 @@ def test_database_outage_answers_503_and_recovers(
     again = proxied_client.post(PATH, data=body, headers=headers)
     assert again.status_code == 200
     assert len(rows(sessions)) == 2
+
+
+def test_database_down_before_the_first_delivery_answers_503(
+    proxied: tuple[TcpProxy, str],
+    proxied_client: FlaskClient,
+    sessions: sessionmaker[Session],
+) -> None:
+    # The inbox's pool holds no connection yet, so the delivery has to open one: that
+    # failure is the database being down too, not a crash.
+    proxy, _ = proxied
+    proxy.cut()
+    body, headers = signed_delivery(make_event())
+    response = proxied_client.post(PATH, data=body, headers=headers)
+    assert response.status_code == 503
+    assert response.json == {"error": {"code": "database_unavailable"}}
+    assert int(response.headers["Retry-After"]) > 0
+    proxy.restore()
+    assert proxied_client.post(PATH, data=body, headers=headers).status_code == 202
+    assert len(rows(sessions)) == 1
