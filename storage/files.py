@@ -32,6 +32,14 @@ class StagedFile:
         return self.handle.write(data)
 
 
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class FileStorage:
     """Files under a root directory."""
 
@@ -62,12 +70,19 @@ class FileStorage:
         """Move a complete file to its key: fsync, then an atomic rename."""
         assert isinstance(staged, StagedFile)
         target = self._path(key)
+        created = not target.parent.is_dir()
         target.parent.mkdir(parents=True, exist_ok=True)
         staged.handle.flush()
         os.fsync(staged.handle.fileno())
         staged.handle.close()
         os.replace(staged.path, target)
         staged.committed = True
+        # The rename (and a new task folder) lives in the directories, not in the file: until
+        # they are fsynced too, a crash can lose the name while the output row, committed
+        # next, says the file is there.
+        _fsync_directory(target.parent)
+        if created:
+            _fsync_directory(target.parent.parent)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
