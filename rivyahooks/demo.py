@@ -113,6 +113,10 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_demo(generations: int = 50, keep_running: bool = False) -> int:
     """Run the demo; return the exit status (0 only if every generation is accounted for).
 
@@ -157,6 +161,11 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
     env = {**os.environ, **settings.to_env(), "HOST": "127.0.0.1", "PORT": str(web_port)}
     env.update(WEB_CONCURRENCY="2", WEB_THREADS="4")
     processes = Processes(logs)
+    # Each role runs in a session of its own, out of reach of the terminal's signals: a
+    # `kill` of the demo or a closed terminal must stop them as Ctrl-C does, through the
+    # `finally` below, rather than end the demo alone and leave every role running.
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _exit_on_signal)
     try:
         _say("migrating the SQLite database")
         upgrade(settings.database_url)
