@@ -24,4 +24,5 @@ class EventTombstone(Base):
 
     # The primary key's index is what the receiver probes on every delivery.
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    purged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Retention drops tombstones by age once Rivya can no longer send their events again.
+    purged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -5,6 +5,10 @@ whatever its age, since an operator still has to see it. Each purged event leave
 event_tombstones, which the receiver's insert checks, so a late redelivery or the reconciler
 reading the event log again is answered as a duplicate, never processed twice.
 
+A tombstone is needed only while its event can come back: Rivya redelivers for a few days
+and keeps its event log, which the reconciler reads, for a month. Once both are past, the
+purge drops the tombstone too, so the table does not grow forever in its place.
+
 Work is done in small batches, each in short transactions of its own, so no lock is held
 long enough to stall the receiver. Per batch, the tombstones commit before the rows are
 deleted: a delivery racing the purge either still finds the row (a conflict) or already
@@ -29,6 +33,7 @@ from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.tombstones import EventTombstone
 from rivyahooks.metrics.worker import PURGED
+from rivyahooks.rivya import contract
 from storage import Storage
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,12 @@ log = logging.getLogger(__name__)
 PURGEABLE_EVENTS = (EventStatus.PROCESSED, EventStatus.IGNORED)
 FINISHED_GENERATIONS = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
 BATCH = 1000
+# Both windows count from the event's creation, which comes before its purge; a day more
+# for clocks that disagree.
+TOMBSTONE_LIFETIME = max(
+    dt.timedelta(days=contract.EVENTS_RETENTION_DAYS),
+    dt.timedelta(seconds=contract.DELIVERY_RETRY_WINDOW_SECONDS),
+) + dt.timedelta(days=1)
 
 Progress = Callable[[str], None]
 
@@ -44,6 +55,8 @@ Progress = Callable[[str], None]
 class PurgeSummary:
     events_before: str | None = None  # the cutoff, ISO-8601
     events_purged: int = 0
+    tombstones_before: str | None = None  # the cutoff, ISO-8601
+    tombstones_expired: int = 0
     results_before: str | None = None
     generations_purged: int = 0
     files_removed: int = 0
@@ -107,6 +120,36 @@ def purge_events(
         PURGED.labels("events").inc(deleted)
         if say:
             say(f"events: {summary.events_purged} purged")
+        if len(ids) < batch:
+            return
+
+
+def expire_tombstones(
+    sessions: sessionmaker[Session],
+    summary: PurgeSummary,
+    *,
+    batch: int = BATCH,
+    say: Progress | None = None,
+) -> None:
+    """Delete the tombstones of events Rivya can no longer send again (TOMBSTONE_LIFETIME)."""
+    cutoff = utcnow() - TOMBSTONE_LIFETIME
+    summary.tombstones_before = cutoff.isoformat()
+    old = EventTombstone.purged_at < cutoff  # the purged_at index
+    if summary.dry_run:
+        with sessions() as session:
+            summary.tombstones_expired = int(
+                session.scalar(select(func.count()).select_from(EventTombstone).where(old)) or 0
+            )
+        return
+    while True:
+        with sessions.begin() as session:
+            ids = list(session.scalars(select(EventTombstone.event_id).where(old).limit(batch)))
+            if ids:
+                session.execute(delete(EventTombstone).where(EventTombstone.event_id.in_(ids)))
+        summary.tombstones_expired += len(ids)
+        PURGED.labels("tombstones").inc(len(ids))
+        if say and ids:
+            say(f"tombstones: {summary.tombstones_expired} expired")
         if len(ids) < batch:
             return
 
@@ -187,6 +230,7 @@ def purge(
     summary = PurgeSummary(dry_run=dry_run)
     if events_older_than is not None:
         purge_events(sessions, events_older_than, summary, batch=batch, say=say)
+        expire_tombstones(sessions, summary, batch=batch, say=say)
         if not dry_run:
             # The console's per-minute delivery counts: one row per minute and outcome,
             # kept as long as the events they counted.

@@ -67,7 +67,8 @@ def purge(
     """Delete old processed and ignored events, leaving id-only tombstones.
 
     Unfinished, dead and quarantined events are never purged. A tombstone keeps a late
-    redelivery of a purged event a duplicate. Beat runs the same purge every
+    redelivery of a purged event a duplicate; it goes itself once Rivya can no longer send
+    that event again (31 days after the purge). Beat runs the same purge every
     RETENTION_INTERVAL_SECONDS with the RETENTION_* settings.
     """
     from storage import open_storage
@@ -95,6 +96,10 @@ def purge(
     else:
         click.echo(
             f"{prefix} {summary.events_purged} events last changed before {summary.events_before}"
+        )
+        click.echo(
+            f"{prefix} {summary.tombstones_expired} tombstones of events purged before "
+            f"{summary.tombstones_before} (Rivya no longer sends those events again)"
         )
     if results is not None:
         click.echo(

@@ -46,6 +46,7 @@ GENERATION_ANOMALIES = Counter(
 )
 PURGED = Counter(
     f"{PREFIX}_purged",
-    "Rows removed by retention: kind=events (tombstoned) or kind=results (files and rows).",
+    "Rows removed by retention: kind=events (tombstoned), kind=tombstones (expired) or "
+    "kind=results (files and rows).",
     ["kind"],
 )

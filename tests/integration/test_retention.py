@@ -20,7 +20,7 @@ from models.tombstones import EventTombstone
 from rivyahooks.cli import main
 from rivyahooks.settings import Settings
 from storage.files import FileStorage
-from tasks.retention import purge
+from tasks.retention import TOMBSTONE_LIFETIME, purge
 from tests.conftest import make_event, signed_delivery
 
 OLD = dt.timedelta(days=40)
@@ -138,6 +138,40 @@ def test_a_purged_events_redelivery_is_a_duplicate(
     assert stored_ids(sessions) == set()
 
 
+def bury(sessions: sessionmaker[Session], age: dt.timedelta) -> str:
+    """Leave a tombstone purged `age` ago; return its event id."""
+    event_id = str(make_event()["id"])
+    with sessions.begin() as session:
+        session.add(EventTombstone(event_id=event_id, purged_at=utcnow() - age))
+    return event_id
+
+
+def test_tombstones_expire_once_rivya_cannot_send_their_events_again(
+    client: FlaskClient, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    # Rivya redelivers for 3 days and lists events for 30: a month and a day covers both.
+    assert dt.timedelta(days=31) <= TOMBSTONE_LIFETIME <= dt.timedelta(days=32)
+    expired = {bury(sessions, TOMBSTONE_LIFETIME + dt.timedelta(hours=1)) for _ in range(5)}
+    kept = {bury(sessions, TOMBSTONE_LIFETIME - dt.timedelta(hours=1))}
+    storage = FileStorage(tmp_path)
+
+    dry = purge(
+        sessions, storage, events_older_than=THIRTY_DAYS, results_older_than=None, dry_run=True
+    )
+    assert dry.tombstones_expired == len(expired)
+    assert tombstones(sessions) == expired | kept
+
+    summary = purge(
+        sessions, storage, events_older_than=THIRTY_DAYS, results_older_than=None, batch=2
+    )
+
+    assert summary.tombstones_expired == len(expired)
+    assert tombstones(sessions) == kept
+    # A tombstone still within its lifetime answers a redelivery as before.
+    body, headers = signed_delivery(make_event(event_id=next(iter(kept))))
+    assert client.post("/webhooks/rivya", data=body, headers=headers).status_code == 200
+
+
 def add_generation(
     sessions: sessionmaker[Session], storage: FileStorage, task_id: str, age: dt.timedelta
 ) -> str:
@@ -210,6 +244,7 @@ def test_the_command_purges_with_json_and_refuses_a_typo_age(
     done = runner.invoke(main, ["purge", "--older-than", "30d"], env=env)
     assert done.exit_code == 0, done.output
     assert "purged 1 events" in done.stdout
+    assert "purged 0 tombstones" in done.stdout
     assert stored_ids(sessions) == set()
 
     typo = runner.invoke(main, ["purge", "--older-than", "30m"], env=env)
