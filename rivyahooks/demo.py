@@ -230,6 +230,9 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
         _say(f"FAILED: {exc}; logs are in {logs}")
         return 1
     finally:
+        # A second signal must not cut the stop short and leave some roles running.
+        for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, signal.SIG_IGN)
         _say("stopping everything the demo started")
         processes.stop_all()
         # Results and logs stay for a look; the next run starts from scratch.
