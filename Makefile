@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit check-install demo run clean lock lock-upgrade vendor
+.PHONY: test lint typecheck unit check-install check-install-newest demo run clean lock lock-upgrade vendor
 
 # The exact versions of requirements/test.txt (the service's lock plus the test tools), then
 # the project itself without letting pip pick any dependency of its own.
@@ -46,6 +46,12 @@ test: lint typecheck check-install
 # outside the checkout, every Procfile role run from it (see tests/production_install.py).
 check-install: $(STAMP)
 	$(BIN)/python -m tests.production_install
+
+# The same with the newest releases pyproject.toml's ranges allow instead of the lock, as a
+# user who runs `pip install .` gets them. Not part of `make test`: its result changes with
+# every upstream release, so run it before widening a range or cutting a release.
+check-install-newest: $(STAMP)
+	$(BIN)/python -m tests.production_install --newest
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -5,7 +5,8 @@
 1. builds the wheel from the files of the checkout (tracked, or new and not ignored);
 2. makes a virtual environment without pip in a temporary directory, installs
    requirements/service.txt with --require-hashes, then the wheel with --no-deps: no test
-   extras, nothing pip picks on its own;
+   extras, nothing pip picks on its own (`--newest`, `make check-install-newest`: the wheel
+   with the newest dependencies its ranges allow, what `pip install .` gives a user);
 3. prepares an app directory holding only the Procfile and deploy/ (what the Procfile names),
    and checks that our packages import from the virtual environment's site-packages;
 4. for each setup, embedded (SQLite and the SQLite broker: no DATABASE_URL, no BROKER_URL)
@@ -26,6 +27,7 @@ not answer.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import datetime as dt
 import hashlib
@@ -127,13 +129,20 @@ def build_wheel(work: Path) -> Path:
     return wheel
 
 
-def install(work: Path, wheel: Path) -> Path:
-    """Return a fresh virtual environment holding the service's lock and the wheel only."""
+def install(work: Path, wheel: Path, newest: bool) -> Path:
+    """Return a fresh virtual environment holding the service's lock and the wheel only.
+
+    With `newest`, the wheel and the newest releases its ranges allow instead, as
+    `pip install rivya-hooks` or `pip install .` gives a user who does not use the lock.
+    """
     venv = work / "venv"
     # No pip, no setuptools: only what the lock and the wheel bring (Python 3.12+ venvs and
     # slim images have no setuptools either, so nothing may lean on it unseen).
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], "making the venv")
     pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
+    if newest:
+        run([*pip, "--quiet", str(wheel)], "installing the wheel with its newest dependencies")
+        return venv
     lock = ROOT / "requirements" / "service.txt"
     run([*pip, "--quiet", "--require-hashes", "-r", str(lock)], "installing the lock")
     run([*pip, "--quiet", "--no-deps", str(wheel)], "installing the wheel")
@@ -489,7 +498,18 @@ def services_answer() -> bool:
     return False
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.production_install",
+        description="Install the service as production does and run every Procfile role.",
+    )
+    parser.add_argument(
+        "--newest",
+        action="store_true",
+        help="install the newest dependencies pyproject.toml's ranges allow instead of the "
+        "lock (what `pip install .` gives); not reproducible, so CI does not run it",
+    )
+    newest = parser.parse_args(argv).newest
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rivya-hooks-install-") as temporary:
         work = Path(temporary)
@@ -497,11 +517,13 @@ def main() -> int:
             wheel = build_wheel(work)
             built = time.monotonic()
             say(f"built {wheel.name} in {built - began:.1f} s")
-            venv = install(work, wheel)
-            say(
-                f"installed requirements/service.txt (--require-hashes) and the wheel "
-                f"(--no-deps) into a new venv in {time.monotonic() - built:.1f} s"
+            venv = install(work, wheel, newest)
+            what = (
+                "the wheel and the newest dependencies its ranges allow"
+                if newest
+                else "requirements/service.txt (--require-hashes) and the wheel (--no-deps)"
             )
+            say(f"installed {what} into a new venv in {time.monotonic() - built:.1f} s")
             default = Settings()
             embedded = Setup(
                 "embedded",
