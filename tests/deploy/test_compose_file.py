@@ -72,6 +72,12 @@ def test_only_the_proxy_is_public_and_internal_ports_stay_on_loopback(tmp_path: 
     assert services["proxy"]["volumes"][0]["target"] == "/etc/nginx/nginx.conf"
 
 
+def test_the_proxy_restarts_when_compose_recreates_the_web_role(tmp_path: Path) -> None:
+    # nginx holds the address `web` had when it started; a new web container has another.
+    web = resolved(tmp_path)["services"]["proxy"]["depends_on"]["web"]
+    assert web["restart"] is True
+
+
 def test_a_missing_database_password_stops_compose(tmp_path: Path) -> None:
     deploy = project(tmp_path, {**FILLED, "POSTGRES_PASSWORD": ""})
     result = docker_compose(deploy, "config", "--quiet")
