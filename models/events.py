@@ -66,6 +66,9 @@ ALLOWED_TRANSITIONS: dict[EventStatus, frozenset[EventStatus]] = {
 }
 UNFINISHED_STATUSES = frozenset({S.RECEIVED, S.ENQUEUED, S.PROCESSING, S.FAILED})
 TERMINAL_STATUSES = frozenset({S.PROCESSED, S.IGNORED, S.DEAD, S.QUARANTINED})
+# What the gauges and the console count: events still on their way, and those waiting for
+# an operator.
+WATCHED_STATUSES = tuple(sorted({*UNFINISHED_STATUSES, S.DEAD, S.QUARANTINED}, key=str))
 # What the relay publishes (once next_attempt_at is due). Written out as SQL, not bound
 # parameters, so that PostgreSQL can match the partial index below to the relay's query.
 DUE_PREDICATE = "status IN ('received', 'failed')"

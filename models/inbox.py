@@ -33,6 +33,7 @@ from models.db import dialect_insert, dialect_name, make_engine
 from models.events import (
     DUE_PREDICATE,
     UNFINISHED_STATUSES,
+    WATCHED_STATUSES,
     EventSource,
     EventStatus,
     WebhookEvent,
@@ -349,6 +350,18 @@ def mark_enqueued(connection: Connection, ids: list[int], due: dt.datetime) -> i
     now = utcnow()
     result = connection.execute(_MARK_ENQUEUED, {"ids": ids, "due": due, "now": now})
     return int(result.rowcount)
+
+
+def count_watched(session: Session) -> dict[EventStatus, int]:
+    """Return how many events are in each of WATCHED_STATUSES (0 for none)."""
+    counts = dict(
+        session.execute(
+            select(WebhookEvent.status, func.count())
+            .where(WebhookEvent.status.in_(WATCHED_STATUSES))
+            .group_by(WebhookEvent.status)
+        ).all()
+    )
+    return {status: counts.get(status, 0) for status in WATCHED_STATUSES}
 
 
 def oldest_unfinished_event(session: Session) -> WebhookEvent | None:

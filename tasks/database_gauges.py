@@ -22,14 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
+from models.inbox import count_watched
 from models.reconcile import ReconcileState
 from rivyahooks.metrics.families import PREFIX
 from tasks.reconcile import STATE_NAME
 
 log = logging.getLogger(__name__)
-COUNTED_STATUSES = tuple(
-    sorted({*UNFINISHED_STATUSES, EventStatus.DEAD, EventStatus.QUARANTINED}, key=str)
-)
 
 
 @dataclass(frozen=True)
@@ -43,13 +41,7 @@ class Snapshot:
 
 def take_snapshot(session: Session) -> Snapshot:
     """Run the gauges' queries once."""
-    counts = dict(
-        session.execute(
-            select(WebhookEvent.status, func.count())
-            .where(WebhookEvent.status.in_(COUNTED_STATUSES))
-            .group_by(WebhookEvent.status)
-        ).all()
-    )
+    counts = count_watched(session)
     now = utcnow()
     oldest = session.scalar(
         select(func.min(WebhookEvent.received_at)).where(
@@ -59,7 +51,7 @@ def take_snapshot(session: Session) -> Snapshot:
     state = session.get(ReconcileState, STATE_NAME)
     return Snapshot(
         taken_at=now.timestamp(),
-        events={status: counts.get(status, 0) for status in COUNTED_STATUSES},
+        events=counts,
         oldest_unfinished_age_seconds=0.0 if oldest is None else (now - oldest).total_seconds(),
         reconcile_last_run=_unix(state.last_run_at) if state else None,
         reconcile_checkpoint=_unix(state.checkpoint) if state else None,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from models.delivery_counts import DeliveryCount, DeliveryOutcome, minute_of
 from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
-from models.inbox import oldest_unfinished_event
+from models.inbox import count_watched, oldest_unfinished_event
 from models.reconcile import ReconcileState
 
 RECENT = dt.timedelta(hours=24)
@@ -79,14 +79,7 @@ class Overview:
 
 def overview(session: Session, now: dt.datetime, configured: tuple[str, ...]) -> Overview:
     """Return the overview's figures; `configured` are the secrets' fingerprints in order."""
-    counted = (*UNFINISHED_STATUSES, EventStatus.DEAD, EventStatus.QUARANTINED)
-    by_status = dict(
-        session.execute(
-            select(WebhookEvent.status, func.count())
-            .where(WebhookEvent.status.in_(counted))
-            .group_by(WebhookEvent.status)
-        ).all()
-    )
+    by_status = count_watched(session)
     since = now - RECENT
     recent_by_source = dict(
         session.execute(
