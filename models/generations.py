@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -105,6 +106,15 @@ class GenerationOutput(Base):
     __table_args__ = (
         UniqueConstraint("task_id", "index", name="uq_generation_outputs_task_index"),
     )
+
+
+def find_output(session: Session, task_id: str, index: int) -> GenerationOutput | None:
+    """Return the stored output at `index` of a generation, or None."""
+    return session.scalars(
+        select(GenerationOutput).where(
+            GenerationOutput.task_id == task_id, GenerationOutput.index == index
+        )
+    ).one_or_none()
 
 
 def insert_output(session: Session, **values: Any) -> bool:

@@ -22,9 +22,8 @@ from spectree import Response as Answers
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
-from werkzeug.wsgi import FileWrapper
 
-from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.generations import Generation, GenerationStatus, find_output
 from receiver.bearer import bearer_denied
 from receiver.contract import (
     ErrorBody,
@@ -38,7 +37,7 @@ from receiver.contract import (
     OutputDocument,
     api,
 )
-from receiver.responses import json_error
+from receiver.responses import file_answer, json_error
 from receiver.state import state
 from storage import download_name, open_storage
 
@@ -49,7 +48,6 @@ contract_bp = Blueprint("contract", __name__)
 
 # How often a long-poll looks for a change: one indexed query per waiter per interval.
 FEED_POLL_SECONDS = 0.5
-FILE_BLOCK_BYTES = 64 * 1024
 DENIED = {
     "HTTP_401": (ErrorBody, "Missing or wrong bearer token."),
     "HTTP_404": (ErrorBody, "Not found, or the API is closed (no RESULTS_API_TOKENS)."),
@@ -222,11 +220,7 @@ def get_output(task_id: str, index: int) -> Any:
     """One stored file: streamed with ETag, Range and a file name, or a signed URL."""
     settings = state().settings
     with state().sessions() as session:
-        output = session.scalars(
-            select(GenerationOutput).where(
-                GenerationOutput.task_id == task_id, GenerationOutput.index == index
-            )
-        ).one_or_none()
+        output = find_output(session, task_id, index)
     if output is None:
         return json_error(404, "not_found")
     storage = open_storage(settings)
@@ -248,10 +242,7 @@ def get_output(task_id: str, index: int) -> Any:
     except FileNotFoundError:
         log.error("stored file missing task_id=%s index=%d", task_id, index)
         return json_error(500, "file_missing")
-    answer = Response(
-        FileWrapper(handle, FILE_BLOCK_BYTES), mimetype=content_type, direct_passthrough=True
-    )
-    answer.content_length = output.size_bytes
+    answer = file_answer(handle, content_type, output.size_bytes)
     answer.set_etag(output.sha256)
     answer.headers.set("Content-Disposition", "attachment", filename=filename)
     # The type comes from the result host: never let a browser sniff it into HTML.

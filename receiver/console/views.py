@@ -26,12 +26,11 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException
-from werkzeug.wsgi import FileWrapper
 
 from models.base import utcnow
 from models.event_pages import Cursor, EventFilter, event_page, selected_event_ids
 from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
-from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.generations import Generation, GenerationStatus, find_output
 from receiver.console import figures, replay
 from receiver.console.access import (
     CONSOLE_PATH,
@@ -43,6 +42,7 @@ from receiver.console.access import (
 )
 from receiver.console.redact import redact_text, shown_body, shown_headers
 from receiver.console.timeline import timeline
+from receiver.responses import file_answer
 from receiver.state import state
 from storage import download_name, open_storage
 
@@ -56,7 +56,6 @@ bp = Blueprint(
 )
 
 PAGE_SIZE = 50
-FILE_BLOCK_BYTES = 64 * 1024
 # Only these are shown inline as previews; anything else (SVG, HTML) is a download, since a
 # stored file is whatever Rivya's URL returned.
 PREVIEW_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -447,11 +446,7 @@ def output_file(task_id: str, index: int) -> ResponseReturnValue:
     and leave the console's own origin (its CSP allows images from itself only).
     """
     with state().sessions() as session:
-        output = session.scalars(
-            select(GenerationOutput).where(
-                GenerationOutput.task_id == task_id, GenerationOutput.index == index
-            )
-        ).one_or_none()
+        output = find_output(session, task_id, index)
     if output is None:
         abort(404, "no such output")
     try:
@@ -459,12 +454,11 @@ def output_file(task_id: str, index: int) -> ResponseReturnValue:
     except (FileNotFoundError, ValueError):
         abort(404, "the stored file is missing")
     inline = output.content_type in PREVIEW_TYPES and not request.args.get("download")
-    response = Response(
-        FileWrapper(handle, FILE_BLOCK_BYTES),
-        mimetype=output.content_type if inline else "application/octet-stream",
-        direct_passthrough=True,
+    response = file_answer(
+        handle,
+        output.content_type if inline else "application/octet-stream",
+        output.size_bytes,
     )
-    response.content_length = output.size_bytes
     response.headers.set(
         "Content-Disposition",
         "inline" if inline else "attachment",
