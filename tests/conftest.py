@@ -156,6 +156,19 @@ def s3(s3_server_session: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator
     storage_cache_clear()
 
 
+@pytest.fixture(params=["file", "s3"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """File storage, or object storage on moto's S3 server: a test asking for it runs on both.
+
+    The S3 server's variables are in this process's environment, so children inherit them.
+    """
+    if request.param == "file":
+        yield f"file://{tmp_path / 'results'}"
+    else:
+        s3: S3Server = request.getfixturevalue("s3")
+        yield s3.storage_url()
+
+
 # --- settings and app --------------------------------------------------------------------
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from rivyahooks.rivya.simulator.server import Simulator
 from rivyahooks.settings import Settings
 from tests.conftest import SECRET
 from tests.support.processes import celery_worker, gunicorn, own_redis_database, relay
-from tests.support.s3server import S3Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -77,15 +75,6 @@ class FollowingApp:
 
     def close(self) -> None:
         self.http.close()
-
-
-@pytest.fixture(params=["file", "s3"])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "file":
-        yield f"file://{tmp_path / 'results'}"
-    else:
-        s3: S3Server = request.getfixturevalue("s3")
-        yield s3.storage_url()
 
 
 def test_an_app_following_the_feed_ends_with_every_file(

@@ -9,7 +9,6 @@ storage on moto's S3 server. Only the outcome is asserted: rows, and files or ob
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,16 +79,6 @@ def wait_until_settled(
         return total == expected_events and unfinished == 0
 
     eventually(settled, timeout, interval=0.25, what=f"{expected_events} events to settle")
-
-
-@pytest.fixture(params=["file", "s3"])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """File storage, or object storage on moto's S3 server (its variables in the children)."""
-    if request.param == "file":
-        yield f"file://{tmp_path / 'results'}"
-    else:
-        s3: S3Server = request.getfixturevalue("s3")
-        yield s3.storage_url()
 
 
 def stored_keys(storage_url: str, storage: Storage, request: pytest.FixtureRequest) -> list[str]:
