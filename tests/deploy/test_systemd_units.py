@@ -8,8 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from rivyahooks.demo import procfile_roles
 from tests.support import services
 from tests.support.processes import ROOT
@@ -76,9 +74,7 @@ def test_systemd_analyze_verify_accepts_every_unit(tmp_path: Path) -> None:
     unshare = shutil.which("unshare")
     if analyze is None or unshare is None:
         message = "systemd-analyze and unshare are needed to verify the units"
-        if services.IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        services.absent(message, message)
     # verify checks that each Exec program exists. They live in the install's venv, so they
     # are created in a private mount namespace over an empty /opt: the machine's stays as is.
     stubs = "; ".join(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,13 +21,7 @@ RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool is not installed (Debian package `prometheus`)"
-        if services.IN_CI:
-            pytest.fail(f"{message}; .ci/run installs it")
-        pytest.skip(message)
-    return path
+    return services.installed("promtool", "Debian package `prometheus`", ".ci/run installs it")
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.support import services
 from tests.support.processes import ROOT
 
@@ -47,13 +45,7 @@ def project(directory: Path, values: dict[str, str]) -> Path:
 
 def tool(name: str, how: str) -> str:
     """Return the path of a compose tool; skip (fail in CI) when it is not installed."""
-    found = shutil.which(name)
-    if found is None:
-        message = f"{name} is not installed ({how})"
-        if services.IN_CI:
-            pytest.fail(f"{message}; .ci/containers installs it in CI")
-        pytest.skip(message)
-    return found
+    return services.installed(name, how, ".ci/containers installs it in CI")
 
 
 def docker_compose(deploy: Path, *args: str) -> subprocess.CompletedProcess[str]:

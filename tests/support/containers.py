@@ -15,8 +15,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from tests.support import services
 from tests.support.processes import ROOT
 
@@ -37,9 +35,10 @@ def require_podman() -> str:
         reason = f"the base image {BASE_IMAGE} is missing"
     else:
         return podman
-    if services.IN_CI:
-        pytest.fail(f"{reason}; .ci/containers must run before the tests in CI")
-    pytest.skip(f"{reason}: run `.ci/containers` as root to build and run the kit's images")
+    services.absent(
+        f"{reason}; .ci/containers must run before the tests in CI",
+        f"{reason}: run `.ci/containers` as root to build and run the kit's images",
+    )
 
 
 def podman(

@@ -8,14 +8,11 @@ replacement must match, so a reshaped configuration fails here instead of going 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from tests.support import services
 from tests.support.eventually import eventually
@@ -48,13 +45,12 @@ def render(upstream: str, public_port: int, internal_port: int, workdir: Path) -
 
 def nginx_binary() -> str:
     """Return Debian's nginx; skip (fail in CI) when it is not installed."""
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if found is None:
-        message = "nginx is not installed (apt-get install nginx-light)"
-        if services.IN_CI:
-            pytest.fail(f"{message}; .ci/containers installs it in CI")
-        pytest.skip(message)
-    return found
+    return services.installed(
+        "nginx",
+        "apt-get install nginx-light",
+        ".ci/containers installs it in CI",
+        also_in="/usr/sbin",
+    )
 
 
 @contextmanager

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support import services
 from tests.support.processes import free_port, stop, wait_for_http
@@ -75,9 +74,10 @@ def s3_server(log: Path | None = None) -> Iterator[S3Server]:
     """Start moto's server on a free loopback port with one empty bucket."""
     binary = Path(sys.executable).parent / "moto_server"
     if not binary.exists() and shutil.which("moto_server") is None:
-        if services.IN_CI:
-            pytest.fail("moto_server is not installed; install the test extras")
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+        services.absent(
+            "moto_server is not installed; install the test extras",
+            "moto_server is not installed (pip install 'moto[server]')",
+        )
     port = free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(

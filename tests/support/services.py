@@ -1,12 +1,14 @@
-"""Where the real PostgreSQL and Redis are, and what to do when they are not there."""
+"""Where the real PostgreSQL and Redis are, and what to do when they, or a tool, are not there."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,14 +32,32 @@ def reachable(url: str) -> bool:
         return False
 
 
+def absent(in_ci: str, elsewhere: str) -> NoReturn:
+    """Stop a test that lacks something it needs: fail it in CI, where every test must run,
+    skip it elsewhere; each message names what is missing and how to get it."""
+    if IN_CI:
+        pytest.fail(in_ci)
+    pytest.skip(elsewhere)
+
+
 def require(name: str, url: str) -> None:
     """Skip the test when the service is absent, or fail it in CI, naming the service."""
     if reachable(url):
         return
     message = f"{name} is not reachable at {urlsplit(url).netloc}"
-    if IN_CI:
-        pytest.fail(f"{message}; CI must run this test (.ci/run starts the service)")
-    pytest.skip(f"{message}; start it to run this test")
+    absent(
+        f"{message}; CI must run this test (.ci/run starts the service)",
+        f"{message}; start it to run this test",
+    )
+
+
+def installed(name: str, how: str, installed_in_ci_by: str, also_in: str | None = None) -> str:
+    """Return the path of a program a test runs; absent() when it is not installed."""
+    found = shutil.which(name) or (shutil.which(name, path=also_in) if also_in else None)
+    if found is None:
+        message = f"{name} is not installed ({how})"
+        absent(f"{message}; {installed_in_ci_by}", message)
+    return found
 
 
 @contextmanager
