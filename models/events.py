@@ -72,9 +72,6 @@ WATCHED_STATUSES = tuple(sorted({*UNFINISHED_STATUSES, S.DEAD, S.QUARANTINED}, k
 # What the relay publishes (once next_attempt_at is due). Written out as SQL, not bound
 # parameters, so that PostgreSQL can match the partial index below to the relay's query.
 DUE_PREDICATE = "status IN ('received', 'failed')"
-# What a worker may claim (a `failed` one only once due, a `processing` one only once its
-# lease expired).
-CLAIMABLE_STATUSES = frozenset({S.RECEIVED, S.ENQUEUED, S.FAILED})
 
 
 def sources_of(target: EventStatus) -> frozenset[EventStatus]:
