@@ -54,7 +54,7 @@ check-install-newest: $(STAMP)
 	$(BIN)/python -m tests.production_install --newest
 
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest --ignore=tests/system --ignore=tests/deploy -m "not slow"
 
 # From a terminal, a successful demo keeps running for the console until Ctrl-C; elsewhere
 # (and whenever it fails) it stops at once and its exit status is the demo's.

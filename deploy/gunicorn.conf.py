@@ -9,8 +9,8 @@ import multiprocessing
 import os
 from typing import TYPE_CHECKING, Any
 
-from rivyahooks.metrics.directory import use_own_metrics_directory
-from rivyahooks.settings import early_value
+from rivyahooks_foundation.metrics.directory import use_own_metrics_directory
+from rivyahooks_foundation.settings import early_value
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -50,7 +50,7 @@ def on_starting(server: Arbiter) -> None:
     and exit status 2, the configuration-error status of every rivya-hooks command.
     """
     from receiver.app import check_settings
-    from rivyahooks.settings import Settings, SettingsError
+    from rivyahooks_foundation.settings import Settings, SettingsError
 
     try:
         check_settings(Settings.from_env())

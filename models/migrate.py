@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
 from models.base import Base
-from models.views import not_a_view
+from models.sql_views import not_a_view
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.base import utcnow
 from models.events import EventStatus, WebhookEvent, move
 from models.inbox import wake_relay
-from rivyahooks.rivya.envelope import parse_envelope
+from rivyahooks_protocol.envelope import parse_envelope
 
 OPERATOR_REASON = "replayed by an operator"
 

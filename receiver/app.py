@@ -10,15 +10,15 @@ from werkzeug.exceptions import HTTPException
 
 from models.db import make_engine, make_session_factory
 from models.inbox import InboxWriter
-from receiver import contract, delivery_counter, health, results, webhooks
+from receiver import delivery_counter, health, results, results_schema, webhooks
 from receiver.console import install_console
 from receiver.console.access import configured_tokens
 from receiver.responses import json_error
 from receiver.state import ReceiverState
-from rivyahooks import faultpoints
-from rivyahooks.rivya.signatures import Verifier, fingerprint
-from rivyahooks.settings import Settings
-from rivyahooks.tracing import configure_tracing
+from rivyahooks_foundation import faultpoints
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_foundation.tracing import configure_tracing
+from rivyahooks_protocol.signatures import Verifier, fingerprint
 
 
 def check_settings(settings: Settings) -> None:
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(results.contract_bp)
     # spectree reads the app's routes to build /openapi.json; its own document and UI
     # routes are not wanted (ours is /openapi.json), so it is pointed at the app directly.
-    contract.api.app = app
+    results_schema.api.app = app
     install_console(app)
     # Last: its thread starts here, once nothing else can fail.
     delivery_counter.install(app, app.extensions["rivyahooks"].sessions)

@@ -12,8 +12,8 @@ from typing import Any
 
 from gunicorn import glogging
 
-from rivyahooks.logconfig import configure_logging
-from rivyahooks.settings import early_value
+from rivyahooks_foundation.logconfig import configure_logging
+from rivyahooks_foundation.settings import early_value
 
 
 class GunicornLogger(glogging.Logger):  # type: ignore[misc]

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from receiver.bearer import bearer_denied
 from receiver.state import state
-from rivyahooks.metrics.exposition import CONTENT_TYPE_LATEST, latest, process_registry
+from rivyahooks_foundation.metrics.exposition import CONTENT_TYPE_LATEST, latest, process_registry
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

@@ -25,7 +25,8 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from models.generations import Generation, GenerationStatus, find_output
 from receiver.bearer import bearer_denied
-from receiver.contract import (
+from receiver.responses import file_answer, json_error
+from receiver.results_schema import (
     ErrorBody,
     FeedEntry,
     FeedPage,
@@ -37,7 +38,6 @@ from receiver.contract import (
     OutputDocument,
     api,
 )
-from receiver.responses import file_answer, json_error
 from receiver.state import state
 from storage import download_name, open_storage
 

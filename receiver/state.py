@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.inbox import InboxWriter
-from rivyahooks.rivya.signatures import Verifier
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol.signatures import Verifier
 
 
 @dataclass(frozen=True)

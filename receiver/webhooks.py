@@ -18,13 +18,13 @@ from models.events import EventSource, EventStatus
 from models.inbox import event_row
 from receiver.responses import json_answer, json_error
 from receiver.state import state
-from rivyahooks.faultpoints import reach
-from rivyahooks.logconfig import bind_contextvars
-from rivyahooks.metrics.web import DELIVERED, DELIVERY_DURATION, SIGNATURE_FAILURES
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.envelope import parse_envelope
-from rivyahooks.rivya.signatures import SignatureError
-from rivyahooks.tracing import annotate, context_headers, traced
+from rivyahooks_foundation.faultpoints import reach
+from rivyahooks_foundation.logconfig import bind_contextvars
+from rivyahooks_foundation.metrics.web import DELIVERED, DELIVERY_DURATION, SIGNATURE_FAILURES
+from rivyahooks_foundation.tracing import annotate, context_headers, traced
+from rivyahooks_protocol import contract
+from rivyahooks_protocol.envelope import parse_envelope
+from rivyahooks_protocol.signatures import SignatureError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)

@@ -1,1 +1,1 @@
-"""rivya-hooks: receive, verify, process and reconcile Rivya webhooks."""
+"""The `rivya-hooks` command: the top floor, above the roles (receiver/, tasks/)."""

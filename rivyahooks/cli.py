@@ -10,7 +10,7 @@ from rivyahooks.commands.relay import relay
 from rivyahooks.commands.retention import purge
 from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
 from rivyahooks.commands.settings import settings
-from rivyahooks.console import Context, fail, pass_context
+from rivyahooks.output import Context, fail, pass_context
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,7 +106,7 @@ def demo(generations: int, keep_running: bool) -> None:
 @click.pass_context
 def simulate(ctx: click.Context) -> None:
     """Run the Rivya simulator (`simulate --help` lists its fault knobs)."""
-    from rivyahooks.rivya.simulator.cli import simulate as command
+    from rivyahooks_simulator.cli import simulate as command
 
     command.main(ctx.args, prog_name=ctx.command_path)
 

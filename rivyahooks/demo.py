@@ -32,10 +32,10 @@ from sqlalchemy import func, select
 from models.events import UNFINISHED_STATUSES, EventSource, WebhookEvent
 from models.generations import Generation, GenerationOutput
 from models.migrate import upgrade
-from rivyahooks.console import table
-from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.rivya.simulator.content import result_bytes_sha256
-from rivyahooks.settings import Settings
+from rivyahooks.output import table
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol.client import RivyaClient
+from rivyahooks_simulator.content import result_bytes_sha256
 from tasks.runtime import Runtime
 
 DEMO_DIR = Path("var/demo")

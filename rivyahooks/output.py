@@ -9,8 +9,8 @@ from typing import Any, NoReturn
 
 import click
 
-from rivyahooks import faultpoints
-from rivyahooks.settings import Settings, SettingsError
+from rivyahooks_foundation import faultpoints
+from rivyahooks_foundation.settings import Settings, SettingsError
 
 # Exit codes: 0 done, 1 the work failed, 2 bad usage or configuration (click's own code).
 EXIT_FAILED = 1

@@ -10,7 +10,7 @@ binds `event_id`, a task run binds `event_id`, `task_id` and `celery_task_id`) a
 line logged while they are bound.
 
 Nothing here logs a header, a body or a setting's value: secrets cannot reach a line unless
-a message puts one there, and tests/integration/test_logs.py greps every line for them.
+a message puts one there, and tests/system/test_observability_e2e.py greps every line for them.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from rivyahooks.rivya import contract
+from rivyahooks_protocol import contract
 
 # The Standard Webhooks spec asks for secrets of 24 to 64 random bytes; fewer is guessable.
 MIN_SECRET_BYTES = 24
@@ -514,7 +514,7 @@ class Settings:
         "OTLP/HTTP collector for traces (needs the `otel` extra); unset: no traces",
         http_url,
     )
-    # Fault testing only (see rivyahooks/faultpoints.py); unset in every real deployment.
+    # Fault testing only (see rivyahooks_foundation/faultpoints.py); unset in every real deployment.
     fault_points_dir: str = setting(
         "FAULT_POINTS_DIR",
         "",

@@ -31,8 +31,8 @@ from urllib.parse import quote
 
 import httpx
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.errors import (
+from rivyahooks_protocol import contract
+from rivyahooks_protocol.errors import (
     RivyaError,
     RivyaInvalidId,
     RivyaNetworkError,

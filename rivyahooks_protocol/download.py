@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.client import parse_retry_after
-from rivyahooks.rivya.errors import (
+from rivyahooks_protocol import contract
+from rivyahooks_protocol.client import parse_retry_after
+from rivyahooks_protocol.errors import (
     DisallowedURLError,
     DownloadFailedError,
     DownloadIncompleteError,

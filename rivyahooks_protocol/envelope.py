@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from rivyahooks.rivya import contract
+from rivyahooks_protocol import contract
 
 # The widths of the columns these fields are stored in (models.events.WebhookEvent): a
 # longer value is dropped here rather than failing the insert, which would answer a genuine

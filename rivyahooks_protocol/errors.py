@@ -8,7 +8,7 @@ message only, and the client scrubs the key out of the server's message as well.
 
 from __future__ import annotations
 
-from rivyahooks.rivya import contract
+from rivyahooks_protocol import contract
 
 
 class RivyaError(Exception):

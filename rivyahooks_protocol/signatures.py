@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from rivyahooks.rivya import contract
+from rivyahooks_protocol import contract
 
 # A real header holds a handful of short entries; anything far larger is an attack or a bug,
 # and refusing it early keeps the cost of a forged request small.

@@ -1,5 +1,5 @@
-"""Run the simulator: `python -m rivyahooks.rivya.simulator --help`."""
+"""Run the simulator: `python -m rivyahooks_simulator --help`."""
 
-from rivyahooks.rivya.simulator.cli import simulate
+from rivyahooks_simulator.cli import simulate
 
 simulate()

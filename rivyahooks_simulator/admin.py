@@ -10,10 +10,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator.catalog import DEFAULT_MODEL, MODELS_BY_ID
-from rivyahooks.rivya.simulator.config import KnobError, knobs_json, update_knobs
-from rivyahooks.rivya.simulator.state import SimState
+from rivyahooks_protocol import contract
+from rivyahooks_simulator.catalog import DEFAULT_MODEL, MODELS_BY_ID
+from rivyahooks_simulator.config import KnobError, knobs_json, update_knobs
+from rivyahooks_simulator.state import SimState
 
 JSON = dict[str, Any]
 

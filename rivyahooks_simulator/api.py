@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator.catalog import MODELS, MODELS_BY_ID
-from rivyahooks.rivya.simulator.openapi import openapi_document
-from rivyahooks.rivya.simulator.state import (
+from rivyahooks_protocol import contract
+from rivyahooks_simulator.catalog import MODELS, MODELS_BY_ID
+from rivyahooks_simulator.openapi import openapi_document
+from rivyahooks_simulator.state import (
     ApiProblem,
     DeliveryAttempt,
     SimState,

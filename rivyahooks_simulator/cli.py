@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator.config import Faults, SimConfig
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.rivya.simulator.state import new_signing_secret
+from rivyahooks_protocol import contract
+from rivyahooks_simulator.config import Faults, SimConfig
+from rivyahooks_simulator.server import Simulator
+from rivyahooks_simulator.state import new_signing_secret
 
 RATIO = click.FloatRange(0, 1)
 

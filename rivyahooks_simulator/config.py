@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from rivyahooks.rivya import contract
+from rivyahooks_protocol import contract
 
 
 class KnobError(ValueError):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from rivyahooks.rivya.signatures import sign
-from rivyahooks.rivya.simulator.state import DeliveryAttempt, SimState, StoredEvent, new_id, now_ms
+from rivyahooks_protocol.signatures import sign
+from rivyahooks_simulator.state import DeliveryAttempt, SimState, StoredEvent, new_id, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from rivyahooks.rivya.simulator.config import Faults, KnobError, knobs_json, update_knobs
+from rivyahooks_simulator.config import Faults, KnobError, knobs_json, update_knobs
 
 
 @dataclass(frozen=True)

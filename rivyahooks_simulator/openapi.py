@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rivyahooks.rivya import contract
+from rivyahooks_protocol import contract
 
 
 def _op(summary: str, scope: str | None) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, request
 
-from rivyahooks.rivya.simulator.catalog import CONTENT_TYPES
-from rivyahooks.rivya.simulator.content import iter_result_bytes
-from rivyahooks.rivya.simulator.state import SimState
+from rivyahooks_simulator.catalog import CONTENT_TYPES
+from rivyahooks_simulator.content import iter_result_bytes
+from rivyahooks_simulator.state import SimState
 
 # ASSUMED in contract.EXPIRED_URL_STATUSES; 410 is the simulator's pick among them.
 EXPIRED_STATUS = 410

@@ -21,15 +21,15 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator.admin import admin_blueprint
-from rivyahooks.rivya.simulator.api import api_blueprint
-from rivyahooks.rivya.simulator.catalog import DEFAULT_MODEL
-from rivyahooks.rivya.simulator.config import Faults, SimConfig, update_knobs
-from rivyahooks.rivya.simulator.delivery import Dispatcher
-from rivyahooks.rivya.simulator.faults import FaultInjector
-from rivyahooks.rivya.simulator.results import results_blueprint
-from rivyahooks.rivya.simulator.state import (
+from rivyahooks_protocol import contract
+from rivyahooks_simulator.admin import admin_blueprint
+from rivyahooks_simulator.api import api_blueprint
+from rivyahooks_simulator.catalog import DEFAULT_MODEL
+from rivyahooks_simulator.config import Faults, SimConfig, update_knobs
+from rivyahooks_simulator.delivery import Dispatcher
+from rivyahooks_simulator.faults import FaultInjector
+from rivyahooks_simulator.results import results_blueprint
+from rivyahooks_simulator.state import (
     ApiProblem,
     Endpoint,
     Generation,

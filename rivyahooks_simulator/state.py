@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator.catalog import FAILURE_CODES, MODELS_BY_ID
-from rivyahooks.rivya.simulator.config import SimConfig
-from rivyahooks.rivya.simulator.faults import FaultInjector
-from rivyahooks.rivya.simulator.urls import ResultURLSigner
+from rivyahooks_protocol import contract
+from rivyahooks_simulator.catalog import FAILURE_CODES, MODELS_BY_ID
+from rivyahooks_simulator.config import SimConfig
+from rivyahooks_simulator.faults import FaultInjector
+from rivyahooks_simulator.urls import ResultURLSigner
 
 JSON = dict[str, Any]
 REQUEST_LOG_MAX = 100_000

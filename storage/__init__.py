@@ -21,7 +21,7 @@ import socket
 from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
-from rivyahooks.settings import Settings, SettingsError
+from rivyahooks_foundation.settings import Settings, SettingsError
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 

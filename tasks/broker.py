@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from rivyahooks import faultpoints
-from rivyahooks.broker import celery_config
-from rivyahooks.settings import Settings
+from rivyahooks_foundation import faultpoints
+from rivyahooks_foundation.settings import Settings
 from tasks import instrumentation, names
+from tasks.broker import celery_config
 from tasks.runtime import Runtime
 
 
@@ -68,6 +68,6 @@ def create_celery(settings: Settings) -> RivyaCelery:
     worker_process_init.connect(reset_after_fork, weak=False)
     instrumentation.connect(app)
     # Importing registers the tasks with this app (shared_task binds to the current app).
-    import tasks.celery_tasks  # noqa: F401
+    import tasks.registry  # noqa: F401
 
     return app

@@ -24,7 +24,7 @@ from models.base import utcnow
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.inbox import count_watched
 from models.reconcile import ReconcileState
-from rivyahooks.metrics.families import PREFIX
+from rivyahooks_foundation.metrics.families import PREFIX
 from tasks.reconcile import STATE_NAME
 
 log = logging.getLogger(__name__)

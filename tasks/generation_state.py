@@ -13,7 +13,7 @@ from models.base import utcnow
 from models.db import dialect_insert
 from models.feed import record_change
 from models.generations import Generation, GenerationStatus
-from rivyahooks.rivya.client import parse_timestamp
+from rivyahooks_protocol.client import parse_timestamp
 
 log = logging.getLogger(__name__)
 

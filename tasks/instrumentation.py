@@ -24,10 +24,10 @@ from celery.signals import (
 )
 from structlog.contextvars import clear_contextvars
 
-from rivyahooks.logconfig import bind_contextvars, set_log_role
-from rivyahooks.metrics.exposition import serve
-from rivyahooks.metrics.worker import TASK_DURATION, TASKS
-from rivyahooks.tracing import configure_tracing, continued
+from rivyahooks_foundation.logconfig import bind_contextvars, set_log_role
+from rivyahooks_foundation.metrics.exposition import serve
+from rivyahooks_foundation.metrics.worker import TASK_DURATION, TASKS
+from rivyahooks_foundation.tracing import configure_tracing, continued
 from tasks import names
 from tasks.database_gauges import DatabaseGauges
 

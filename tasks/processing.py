@@ -42,19 +42,19 @@ from models.events import (
     move,
 )
 from models.generations import GenerationOutput, insert_output
-from rivyahooks.faultpoints import reach
-from rivyahooks.logconfig import bind_contextvars
-from rivyahooks.metrics.worker import (
+from rivyahooks_foundation.faultpoints import reach
+from rivyahooks_foundation.logconfig import bind_contextvars
+from rivyahooks_foundation.metrics.worker import (
     DOWNLOAD_BYTES,
     DOWNLOAD_DURATION,
     DOWNLOADS,
     EVENTS_FINISHED,
     GENERATION_ANOMALIES,
 )
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.download import download_result
-from rivyahooks.rivya.errors import DownloadError, ResultExpiredError, RivyaError
-from rivyahooks.tracing import annotate, traced
+from rivyahooks_foundation.tracing import annotate, traced
+from rivyahooks_protocol import contract
+from rivyahooks_protocol.download import download_result
+from rivyahooks_protocol.errors import DownloadError, ResultExpiredError, RivyaError
 from storage import output_key
 from tasks.generation_state import (
     apply_generation,

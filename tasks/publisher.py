@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from celery import Celery
 from kombu.utils.uuid import uuid
 
-from rivyahooks.broker import celery_config
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tasks import names
+from tasks.broker import celery_config
 
 
 class Publisher:

@@ -33,11 +33,11 @@ from models.generations import Generation, GenerationStatus
 from models.inbox import event_row, store_events
 from models.reconcile import ReconcileState
 from models.tombstones import EventTombstone
-from rivyahooks.faultpoints import reach
-from rivyahooks.metrics.worker import RECONCILE_FOUND
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.envelope import envelope_from_dict
-from rivyahooks.rivya.errors import RivyaError
+from rivyahooks_foundation.faultpoints import reach
+from rivyahooks_foundation.metrics.worker import RECONCILE_FOUND
+from rivyahooks_protocol import contract
+from rivyahooks_protocol.envelope import envelope_from_dict
+from rivyahooks_protocol.errors import RivyaError
 from tasks.generation_state import lenient_time
 from tasks.runtime import Runtime
 

@@ -31,9 +31,9 @@ from models.base import utcnow
 from models.db import make_engine
 from models.events import DUE_PREDICATE, WebhookEvent
 from models.inbox import NOTIFY_EVERY_SECONDS, RELAY_CHANNEL, due_events, mark_enqueued
-from rivyahooks.faultpoints import reach
-from rivyahooks.metrics.relay import RELAY_LAG, RELAY_PUBLISHED
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.faultpoints import reach
+from rivyahooks_foundation.metrics.relay import RELAY_LAG, RELAY_PUBLISHED
+from rivyahooks_foundation.settings import Settings
 from tasks.publisher import Publisher
 
 log = logging.getLogger(__name__)

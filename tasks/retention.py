@@ -32,8 +32,8 @@ from models.delivery_counts import forget_counts_before
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.tombstones import EventTombstone
-from rivyahooks.metrics.worker import PURGED
-from rivyahooks.rivya import contract
+from rivyahooks_foundation.metrics.worker import PURGED
+from rivyahooks_protocol import contract
 from storage import Storage
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_session_factory
-from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.settings import Settings, SettingsError
+from rivyahooks_foundation.settings import Settings, SettingsError
+from rivyahooks_protocol.client import RivyaClient
 from storage import Storage, open_storage
 
 # Between Celery's hard time limit killing an attempt and its lease lapsing: the kill is not

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from models.base import clip, utcnow
 from models.events import AttemptOutcome, EventStatus, WebhookEvent, finish_attempt, move
 from models.inbox import wake_relay
-from rivyahooks.faultpoints import reach
+from rivyahooks_foundation.faultpoints import reach
 from storage import remove_abandoned_uploads
 from tasks.runtime import Runtime
 

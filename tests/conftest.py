@@ -27,8 +27,8 @@ from models.base import Base
 from models.db import make_engine, make_session_factory
 from models.migrate import upgrade
 from receiver import create_app
-from rivyahooks.rivya import contract, signatures
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol import contract, signatures
 from storage import storage_cache_clear
 from tests.support import services
 from tests.support.s3server import S3Server, moto_reset, s3_server

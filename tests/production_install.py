@@ -55,18 +55,28 @@ from models.db import make_engine
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from rivyahooks.demo import procfile_roles
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator.config import SimConfig
-from rivyahooks.rivya.simulator.content import result_bytes_sha256
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.rivya.simulator.state import SimState, now_ms
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol import contract
+from rivyahooks_simulator.config import SimConfig
+from rivyahooks_simulator.content import result_bytes_sha256
+from rivyahooks_simulator.server import Simulator
+from rivyahooks_simulator.state import SimState, now_ms
 from tests.support import services
 from tests.support.eventually import eventually
 from tests.support.processes import ROOT, free_port, group_members, own_redis_database
 
 # What a role run from the install must import from site-packages, never from a checkout.
-OUR_PACKAGES = ("receiver", "tasks", "tasks.relay", "models", "rivyahooks")
+OUR_PACKAGES = (
+    "receiver",
+    "tasks",
+    "tasks.relay",
+    "models",
+    "storage",
+    "rivyahooks",
+    "rivyahooks_foundation",
+    "rivyahooks_protocol",
+    "rivyahooks_simulator",
+)
 OUTPUTS = 2
 OUTPUT_BYTES = 128 * 1024
 REDIS_DB = 12

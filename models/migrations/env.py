@@ -6,7 +6,7 @@ from alembic import context
 
 from models.base import Base
 from models.db import make_engine
-from models.views import not_a_view
+from models.sql_views import not_a_view
 
 config = context.config
 target_metadata = Base.metadata

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from flask import Flask, Request, abort, g, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
-from rivyahooks.rivya.signatures import fingerprint
-from rivyahooks.settings import Settings, SettingsError
+from rivyahooks_foundation.settings import Settings, SettingsError
+from rivyahooks_protocol.signatures import fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import EventStatus, WebhookEvent
 from models.operator_actions import record_action
+from models.replay import ReplayStep, apply_replay, plan_replay
 from receiver.console.access import Operator
-from rivyahooks.replay import ReplayStep, apply_replay, plan_replay
 
 REPLAYABLE = (EventStatus.DEAD, EventStatus.QUARANTINED)
 # A batch replays at most this many events; the preview says when a filter selects more.

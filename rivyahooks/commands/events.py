@@ -12,9 +12,9 @@ from models.db import count_by
 from models.events import EventAttempt, EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput
 from models.inbox import oldest_unfinished_event
+from models.replay import apply_replay, plan_replay
 from rivyahooks.commands.wiring import open_database
-from rivyahooks.console import Context, echo_json, fail, parse_since, pass_context, table
-from rivyahooks.replay import apply_replay, plan_replay
+from rivyahooks.output import Context, echo_json, fail, parse_since, pass_context, table
 
 STATUS = click.Choice([s.value for s in EventStatus])
 # Larger lists belong in SQL or `--json` pages, not one terminal screen.

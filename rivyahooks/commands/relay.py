@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from rivyahooks.console import Context, pass_context
+from rivyahooks.output import Context, pass_context
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ def relay(ctx: Context) -> None:
     several. When the broker or the database is down it says so once, waits and resumes by
     itself. SIGTERM or Ctrl-C stop it after the batch in hand (exit 0).
     """
-    from rivyahooks.logconfig import configure_logging
-    from rivyahooks.metrics.exposition import serve
+    from rivyahooks_foundation.logconfig import configure_logging
+    from rivyahooks_foundation.metrics.exposition import serve
     from tasks.relay import Relay
 
     settings = ctx.settings

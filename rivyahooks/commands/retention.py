@@ -8,7 +8,7 @@ import re
 import click
 
 from rivyahooks.commands.wiring import open_database
-from rivyahooks.console import Context, echo_json, pass_context, progress
+from rivyahooks.output import Context, echo_json, pass_context, progress
 
 _AGE = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}

@@ -11,7 +11,7 @@ import click
 
 from models.base import utcnow
 from rivyahooks.commands.wiring import open_database, open_runtime, require_api_key, rivya_client
-from rivyahooks.console import (
+from rivyahooks.output import (
     EXIT_CONFIG,
     EXIT_FAILED,
     Context,
@@ -21,9 +21,9 @@ from rivyahooks.console import (
     pass_context,
     progress,
 )
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.errors import RivyaError
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol import contract
+from rivyahooks_protocol.errors import RivyaError
 
 
 def _param(values: tuple[str, ...]) -> dict[str, Any]:
@@ -326,7 +326,7 @@ def _doctor_database(settings: Settings, check: Checks) -> None:
 
 def _doctor_broker(settings: Settings, check: Checks) -> None:
     # The connection the relay and the workers make, with the same transport options.
-    from rivyahooks.broker import ping
+    from tasks.broker import ping
 
     try:
         ping(settings, timeout=3)

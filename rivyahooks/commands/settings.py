@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rivyahooks.console import Context, echo_json, pass_context, table
-from rivyahooks.settings import VARIABLES, markdown_table
+from rivyahooks.output import Context, echo_json, pass_context, table
+from rivyahooks_foundation.settings import VARIABLES, markdown_table
 
 _VARIABLE_LIST = "\n".join(f"{v.name}: {v.meaning.replace('`', '')}" for v in VARIABLES)
 

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.connectivity import connection_problem, schema_problem
 from models.db import make_engine, make_session_factory
-from rivyahooks.console import fail, fail_config
-from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.settings import Settings, SettingsError
+from rivyahooks.output import fail, fail_config
+from rivyahooks_foundation.settings import Settings, SettingsError
+from rivyahooks_protocol.client import RivyaClient
 
 if TYPE_CHECKING:
     from tasks.runtime import Runtime

@@ -15,8 +15,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from rivyahooks.metrics import families  # noqa: F401  (build info exists before a scrape)
-from rivyahooks.metrics.directory import ENV
+from rivyahooks_foundation.metrics import families  # noqa: F401  (build info exists before a scrape)
+from rivyahooks_foundation.metrics.directory import ENV
 
 log = logging.getLogger(__name__)
 __all__ = ["CONTENT_TYPE_LATEST", "latest", "process_registry", "serve"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from rivyahooks.metrics.families import PREFIX
+from rivyahooks_foundation.metrics.families import PREFIX
 
 RELAY_PUBLISHED = Counter(
     f"{PREFIX}_relay_published",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from rivyahooks.metrics.families import PREFIX
-from rivyahooks.rivya import signatures
+from rivyahooks_foundation.metrics.families import PREFIX
+from rivyahooks_protocol import signatures
 
 DELIVERY_OUTCOMES = (
     "accepted",  # stored, to be processed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from rivyahooks.metrics.families import PREFIX
+from rivyahooks_foundation.metrics.families import PREFIX
 
 _SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 TASKS = Counter(

@@ -35,9 +35,9 @@ def test_promtool_passes(arguments: list[str]) -> None:
 
 
 def test_every_metric_the_rules_use_is_one_we_export(sessions: sessionmaker[Session]) -> None:
-    import rivyahooks.metrics.relay
-    import rivyahooks.metrics.web
-    import rivyahooks.metrics.worker  # noqa: F401  (every role's families, in one registry)
+    import rivyahooks_foundation.metrics.relay
+    import rivyahooks_foundation.metrics.web
+    import rivyahooks_foundation.metrics.worker  # noqa: F401  (every role's families, in one registry)
 
     with sessions.begin() as session:
         # With a reconcile run on record, beat's collector yields every gauge it has.

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rivyahooks.rivya.simulator.content import result_bytes_sha256
+from rivyahooks_simulator.content import result_bytes_sha256
 from tests.conftest import SECRET
 from tests.support import compose
 from tests.support.containers import APP_IMAGE, podman

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rivyahooks.settings import VARIABLES
+from rivyahooks_foundation.settings import VARIABLES
 from tests.support.compose import ASSIGNMENT, COMPOSE_FILE, DEPLOY, ENV_EXAMPLE
 from tests.support.processes import ROOT
 

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from models.events import EventStatus, WebhookEvent
 from models.generations import GenerationOutput
 from rivyahooks.demo import procfile_roles
-from rivyahooks.rivya.simulator.config import SimConfig
-from rivyahooks.rivya.simulator.content import result_bytes_sha256
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import SimConfig
+from rivyahooks_simulator.content import result_bytes_sha256
+from rivyahooks_simulator.server import Simulator
 from tests.conftest import SECRET, make_event, reference_signed
 from tests.support import services
 from tests.support.containers import containers, podman

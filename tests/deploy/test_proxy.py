@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from models.events import WebhookEvent
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tests.conftest import SECRET, make_event, reference_signed
 from tests.support.eventually import eventually
 from tests.support.nginx import Proxy, nginx_proxy

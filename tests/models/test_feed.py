@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import feed
 from models.db import make_session_factory
 from models.generations import Generation, insert_output
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tasks.generation_state import apply_generation, lock_generation
 from tests.conftest import SECRET
 from tests.support.eventually import eventually

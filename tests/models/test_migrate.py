@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from models.db import make_engine
 from models.migrate import current_revision, drift, head_revision, upgrade
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tests.support.processes import BIN, ROOT, child_env
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import EventStatus, WebhookEvent
 from models.operator_actions import OperatorAction, record_action
-from rivyahooks.replay import ReplayStep, apply_replay, plan_replay
+from models.replay import ReplayStep, apply_replay, plan_replay
 from tests.support.inbox import add_event, read_event
 
 

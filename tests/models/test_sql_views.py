@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.base import Base
 from models.db import make_session_factory
 from models.generations import GenerationStatus
-from models.views import VIEWS
-from rivyahooks.settings import Settings
+from models.sql_views import VIEWS
+from rivyahooks_foundation.settings import Settings
 from tests.support.results import add_generation, store_output
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.events import EventSource, EventStatus
 from models.generations import GenerationStatus
 from models.inbox import insert_event
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tests.support.results import add_generation, store_output
 from tests.support.s3server import S3Server
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from models.db import make_engine, make_session_factory
 from models.generations import GenerationStatus
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tests.conftest import SECRET, empty_tables
 from tests.support.processes import gunicorn
 from tests.support.results import add_generation, store_output

@@ -25,8 +25,8 @@ from standardwebhooks.webhooks import Webhook
 
 from models.events import EventStatus, WebhookEvent
 from receiver import create_app
-from rivyahooks.rivya import contract, signatures
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol import contract, signatures
 from tests.conftest import OTHER_SECRET, SECRET, close_app, make_event, signed_delivery
 
 PATH = "/webhooks/rivya"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import EventStatus, WebhookEvent
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tasks.relay import Relay
 from tests.conftest import SECRET, make_event, signed_delivery
 from tests.support.processes import gunicorn

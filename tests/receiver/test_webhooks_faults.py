@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import EventStatus, WebhookEvent
 from receiver import create_app
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tests.conftest import close_app, make_event, signed_delivery
 from tests.support import services
 from tests.support.redisproc import RedisServer, redis_server

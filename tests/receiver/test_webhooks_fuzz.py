@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import WebhookEvent
 from receiver import create_app
-from rivyahooks.rivya import contract, signatures
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol import contract, signatures
 from tests.conftest import SECRET, close_app, make_event, signed_delivery
 
 PATH = "/webhooks/rivya"

@@ -19,10 +19,10 @@ from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation
 from models.inbox import insert_event
 from rivyahooks.cli import main
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator.config import SimConfig
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol import contract
+from rivyahooks_simulator.config import SimConfig
+from rivyahooks_simulator.server import Simulator
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from rivyahooks.rivya import contract
-from rivyahooks.settings import VARIABLES, Settings, SettingsError, early_value, markdown_table
+from rivyahooks_foundation.settings import (
+    VARIABLES,
+    Settings,
+    SettingsError,
+    early_value,
+    markdown_table,
+)
+from rivyahooks_protocol import contract
 from tests.conftest import OTHER_SECRET, SECRET
 
 

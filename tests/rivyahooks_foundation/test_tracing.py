@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from rivyahooks import tracing
+from rivyahooks_foundation import tracing
 
 
 def run_python(code: str) -> str:
@@ -25,7 +25,7 @@ def test_no_tracing_code_is_loaded_when_tracing_is_off() -> None:
     loaded = run_python(
         "import sys\n"
         "import receiver.app, tasks.processing, tasks.instrumentation\n"
-        "from rivyahooks import tracing\n"
+        "from rivyahooks_foundation import tracing\n"
         "assert tracing.configure_tracing('web', '') is False\n"
         "with tracing.span('x'): pass\n"
         "assert tracing.context_headers() == {}\n"
@@ -40,7 +40,7 @@ def test_without_the_extra_a_configured_endpoint_is_an_error_not_a_crash() -> No
         "import sys, logging\n"
         "sys.modules['opentelemetry'] = None  # as if the extra were not installed\n"
         "logging.basicConfig(stream=sys.stdout, format='%(levelname)s %(message)s')\n"
-        "from rivyahooks import tracing\n"
+        "from rivyahooks_foundation import tracing\n"
         "print(tracing.configure_tracing('web', 'http://collector:4318'))"
     )
     assert said.splitlines()[-1] == "False"

@@ -7,17 +7,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.rivya.errors import (
+from rivyahooks_protocol import contract
+from rivyahooks_protocol.client import RivyaClient
+from rivyahooks_protocol.errors import (
     RivyaAuthError,
     RivyaIdempotencyConflict,
     RivyaNotFound,
     RivyaValidationError,
 )
-from rivyahooks.rivya.simulator import Simulator
-from tests.contract.conftest import API_KEY, Receiver, validate
+from rivyahooks_simulator import Simulator
 from tests.support.eventually import eventually
+from tests.support.simulated_rivya import API_KEY, Receiver, validate
 
 
 def _wait_terminal(rivya: RivyaClient, task_id: str) -> dict[str, object]:

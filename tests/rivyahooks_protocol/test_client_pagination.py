@@ -10,8 +10,8 @@ from contextlib import ExitStack
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.rivya.simulator import Simulator
+from rivyahooks_protocol.client import RivyaClient
+from rivyahooks_simulator import Simulator
 from tests.support.httpserver import serving
 
 Page = dict[str, object]

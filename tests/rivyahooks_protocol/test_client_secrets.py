@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.rivya.errors import RivyaError, RivyaNotFound, RivyaProtocolError
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol.client import RivyaClient
+from rivyahooks_protocol.errors import RivyaError, RivyaNotFound, RivyaProtocolError
 from tasks.runtime import rivya_client
 from tests.support.httpserver import serving
 

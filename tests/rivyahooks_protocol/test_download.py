@@ -11,15 +11,15 @@ import httpx
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from rivyahooks.rivya.download import check_url, download_result
-from rivyahooks.rivya.errors import (
+from rivyahooks_protocol.download import check_url, download_result
+from rivyahooks_protocol.errors import (
     DisallowedURLError,
     DownloadIncompleteError,
     DownloadTooLargeError,
     DownloadTransientError,
     ResultExpiredError,
 )
-from rivyahooks.rivya.simulator import SimConfig, Simulator, result_bytes_sha256
+from rivyahooks_simulator import SimConfig, Simulator, result_bytes_sha256
 from tests.support.httpserver import serving
 
 KEY = "rvya_sk_download_test"

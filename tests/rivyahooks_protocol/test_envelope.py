@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rivyahooks.rivya.envelope import parse_envelope
+from rivyahooks_protocol.envelope import parse_envelope
 from tests.conftest import make_event
 
 

@@ -17,8 +17,8 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from rivyahooks.rivya import contract, signatures
-from rivyahooks.rivya.signatures import SignatureError, Verifier
+from rivyahooks_protocol import contract, signatures
+from rivyahooks_protocol.signatures import SignatureError, Verifier
 from tests.conftest import OTHER_SECRET, SECRET
 
 STANDARD = contract.SCHEME_STANDARD

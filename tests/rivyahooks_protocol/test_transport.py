@@ -10,15 +10,15 @@ from email.utils import format_datetime
 
 import pytest
 
-from rivyahooks.rivya.client import RivyaClient, parse_retry_after
-from rivyahooks.rivya.errors import (
+from rivyahooks_protocol.client import RivyaClient, parse_retry_after
+from rivyahooks_protocol.errors import (
     RivyaError,
     RivyaNetworkError,
     RivyaNotFound,
     RivyaRateLimited,
     RivyaUnavailable,
 )
-from rivyahooks.rivya.simulator import SimConfig, Simulator
+from rivyahooks_simulator import SimConfig, Simulator
 
 KEY = "rvya_sk_retry_test"
 

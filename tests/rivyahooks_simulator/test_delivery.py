@@ -6,12 +6,12 @@ import json
 
 from standardwebhooks.webhooks import Webhook
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.rivya.signatures import Verifier
-from rivyahooks.rivya.simulator import Simulator
-from tests.contract.conftest import API_KEY, Receiver, validate
+from rivyahooks_protocol import contract
+from rivyahooks_protocol.client import RivyaClient
+from rivyahooks_protocol.signatures import Verifier
+from rivyahooks_simulator import Simulator
 from tests.support.eventually import eventually
+from tests.support.simulated_rivya import API_KEY, Receiver, validate
 
 
 def test_standard_delivery_verifies_with_standardwebhooks(

@@ -6,8 +6,8 @@ import re
 
 import httpx
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator import Simulator
+from rivyahooks_protocol import contract
+from rivyahooks_simulator import Simulator
 
 
 def test_openapi_lists_every_api_route(sim: Simulator) -> None:

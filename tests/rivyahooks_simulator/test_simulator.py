@@ -10,9 +10,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator import SimConfig, Simulator, iter_result_bytes, result_bytes_sha256
-from rivyahooks.rivya.simulator.cli import simulate
+from rivyahooks_protocol import contract
+from rivyahooks_simulator import SimConfig, Simulator, iter_result_bytes, result_bytes_sha256
+from rivyahooks_simulator.cli import simulate
 from tests.support.eventually import eventually
 
 KEY = "rvya_sk_sim_unit"

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from storage import open_storage, output_key
 from storage.s3 import STAGING_DIR, S3Storage
 from tests.support.s3server import S3Server
@@ -88,7 +88,7 @@ def test_a_failed_upload_leaves_nothing(s3: S3Server) -> None:
 
 KILLED_WRITER = """
 import os, sys
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from storage import open_storage
 storage = open_storage(Settings(storage_url=sys.argv[1], storage_part_bytes=5 * 1024 * 1024))
 staging = storage.staging("task_4.0")  # kept: a collected one would clean up

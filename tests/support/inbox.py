@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import EventAttempt, EventSource, WebhookEvent
 from models.inbox import insert_event
-from rivyahooks.rivya import contract
+from rivyahooks_protocol import contract
 
 
 def add_event(sessions: sessionmaker[Session], event_id: str, **values: Any) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tests.support.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.feed import record_change
 from models.generations import Generation, GenerationStatus, insert_output
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from storage import Storage, open_storage, output_key
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for contract tests: a live in-process simulator, a client, a capturing receiver."""
+"""A live in-process simulator, a client, a capturing receiver, and the contract's schemas."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from referencing import Registry, Resource
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from rivyahooks.rivya.client import RivyaClient
-from rivyahooks.rivya.simulator import SimConfig, Simulator
+from rivyahooks_protocol.client import RivyaClient
+from rivyahooks_simulator import SimConfig, Simulator
 from tests.support.eventually import eventually
 
 API_KEY = "rvya_sk_contract_test_key"
-SCHEMAS = Path(__file__).parent / "schemas"
+SCHEMAS = Path(__file__).parents[1] / "rivyahooks_simulator" / "schemas"
 
 
 def fast_config(**changes: Any) -> SimConfig:
@@ -59,7 +59,7 @@ def _registry() -> Registry[Any]:
 
 
 def validate(kind: str, document: Any) -> None:
-    """Validate `document` against tests/contract/schemas/<kind>.json."""
+    """Validate `document` against tests/rivyahooks_simulator/schemas/<kind>.json."""
     schema = json.loads((SCHEMAS / f"{kind}.json").read_text())
     jsonschema.Draft202012Validator(schema, registry=_registry()).validate(document)
 

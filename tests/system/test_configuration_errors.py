@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.events import EventSource
 from models.inbox import insert_event
 from rivyahooks.demo import procfile_roles
-from rivyahooks.rivya.simulator.config import SimConfig
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import SimConfig
+from rivyahooks_simulator.server import Simulator
 from tests.support.processes import BIN, ROOT, child_env, free_port
 
 PASSWORD = "Sup3r-S3cret-pw"

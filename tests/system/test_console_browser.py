@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import EventStatus, WebhookEvent
 from models.operator_actions import OperatorAction
-from rivyahooks.rivya.simulator.config import Faults, SimConfig
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import Faults, SimConfig
+from rivyahooks_simulator.server import Simulator
 from tests.conftest import make_event, signed_delivery
 from tests.support import services
 from tests.support.eventually import eventually

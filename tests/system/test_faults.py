@@ -29,10 +29,10 @@ from models.db import make_engine, make_session_factory
 from models.events import TERMINAL_STATUSES, EventSource, WebhookEvent
 from models.generations import Generation, GenerationOutput
 from models.migrate import upgrade
-from rivyahooks.rivya.simulator.config import Faults, SimConfig
-from rivyahooks.rivya.simulator.content import result_bytes_sha256
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import Faults, SimConfig
+from rivyahooks_simulator.content import result_bytes_sha256
+from rivyahooks_simulator.server import Simulator
 from storage.files import PARTIAL_DIR
 from tests.conftest import SECRET
 from tests.support import services
@@ -54,7 +54,7 @@ OUTPUTS = 2
 OUTPUT_BYTES = 16 * 1024
 SETTLE_SECONDS = 60
 ACTIONS = ("raise", "kill")
-# The boundaries a webhook delivery crosses, in order (see rivyahooks/faultpoints.py).
+# The boundaries a webhook delivery crosses, in order (see rivyahooks_foundation/faultpoints.py).
 DELIVERY_POINTS = (
     "receiver.verified",
     "receiver.committed",

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from rivyahooks.rivya.simulator.config import Faults, SimConfig
-from rivyahooks.rivya.simulator.content import result_bytes_sha256
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import Faults, SimConfig
+from rivyahooks_simulator.content import result_bytes_sha256
+from rivyahooks_simulator.server import Simulator
 from tests.conftest import SECRET
 from tests.support.processes import celery_worker, gunicorn, own_redis_database, relay
 

@@ -18,7 +18,7 @@ from models.base import utcnow
 from models.db import make_engine, make_session_factory
 from models.events import EventSource, EventStatus
 from models.inbox import insert_event
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tasks.database_gauges import DatabaseGauges
 from tests.conftest import OTHER_SECRET, SECRET, make_event, signed_delivery
 from tests.support.processes import gunicorn
@@ -73,9 +73,9 @@ def test_web_metrics_answer_only_with_the_token(
 
 
 def test_every_family_has_help_and_a_conventional_name() -> None:
-    import rivyahooks.metrics.relay
-    import rivyahooks.metrics.web
-    import rivyahooks.metrics.worker  # noqa: F401  (every role's families, in one registry)
+    import rivyahooks_foundation.metrics.relay
+    import rivyahooks_foundation.metrics.web
+    import rivyahooks_foundation.metrics.worker  # noqa: F401  (every role's families, in one registry)
 
     families = [
         f

@@ -23,11 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_session_factory
 from models.events import UNFINISHED_STATUSES, WebhookEvent
-from rivyahooks.rivya.simulator.config import SimConfig
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import SimConfig
+from rivyahooks_simulator.server import Simulator
 from tests.conftest import SECRET, empty_tables
-from tests.integration.test_metrics import Scrape, samples, value
 from tests.support import services
 from tests.support.eventually import eventually
 from tests.support.otlp import Span, otlp_collector
@@ -42,6 +41,7 @@ from tests.support.processes import (
     own_redis_database,
     relay,
 )
+from tests.system.test_metrics import Scrape, samples, value
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import make_session_factory
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
-from rivyahooks.rivya.simulator.config import Faults, SimConfig
-from rivyahooks.rivya.simulator.content import result_bytes_sha256
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import Faults, SimConfig
+from rivyahooks_simulator.content import result_bytes_sha256
+from rivyahooks_simulator.server import Simulator
 from storage import Storage, open_storage
 from storage.files import PARTIAL_DIR
 from storage.s3 import STAGING_DIR

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import WebhookEvent
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tests.conftest import SECRET, make_event, signed_delivery
 from tests.support.processes import gunicorn
 

@@ -26,10 +26,10 @@ from werkzeug.wrappers import Request, Response
 from models.base import utcnow
 from models.events import AttemptOutcome, EventStatus, WebhookEvent
 from models.generations import GenerationOutput
-from rivyahooks import faultpoints
-from rivyahooks.rivya.simulator.config import Faults, SimConfig
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation import faultpoints
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import Faults, SimConfig
+from rivyahooks_simulator.server import Simulator
 from tasks.processing import DatabaseUnavailable, Outcome, _finish, claim_event, process_event
 from tasks.runtime import Runtime
 from tasks.sweep import LapsedClaim, expire_lease, sweep

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import AttemptOutcome, EventAttempt, EventStatus
 from models.generations import Generation, GenerationOutput, GenerationStatus
-from rivyahooks.rivya.simulator.config import Faults, SimConfig
-from rivyahooks.rivya.simulator.content import result_bytes_sha256
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_simulator.config import Faults, SimConfig
+from rivyahooks_simulator.content import result_bytes_sha256
+from rivyahooks_simulator.server import Simulator
 from storage.files import FileStorage
 from tasks.processing import Outcome, process_event
 from tasks.runtime import Runtime

@@ -15,9 +15,9 @@ from typing import Any
 import redis
 from celery import Celery
 
-from rivyahooks.broker import celery_config
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tasks import names
+from tasks.broker import celery_config
 from tasks.publisher import Publisher
 
 # Per-message values: ids, and who sent it.

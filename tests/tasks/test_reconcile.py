@@ -15,10 +15,10 @@ from models.base import utcnow
 from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.reconcile import ReconcileState
-from rivyahooks.rivya import contract
-from rivyahooks.rivya.simulator.config import Faults, SimConfig
-from rivyahooks.rivya.simulator.server import Simulator
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol import contract
+from rivyahooks_simulator.config import Faults, SimConfig
+from rivyahooks_simulator.server import Simulator
 from tasks.reconcile import STATE_NAME, UNUSABLE_EVENT_PREFIX, ReconcileBusy, reconcile
 from tasks.runtime import Runtime
 from tests.conftest import SECRET

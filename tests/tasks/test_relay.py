@@ -29,7 +29,7 @@ from models.db import make_engine, make_session_factory
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.inbox import event_row, insert_event, store_events
 from models.migrate import upgrade
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from tasks.relay import Relay
 from tests.support.eventually import eventually
 from tests.support.processes import BIN, ROOT, child_env, stop

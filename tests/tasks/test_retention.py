@@ -18,7 +18,7 @@ from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.inbox import insert_event
 from models.tombstones import EventTombstone
 from rivyahooks.cli import main
-from rivyahooks.settings import Settings
+from rivyahooks_foundation.settings import Settings
 from storage.files import FileStorage
 from tasks.retention import TOMBSTONE_LIFETIME, purge
 from tests.conftest import make_event, signed_delivery

@@ -17,7 +17,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-# The view definitions as this revision creates them: a later change to models/views.py
+# The view definitions as this revision creates them: a later change to models/sql_views.py
 # needs its own migration, so they are copied here rather than imported.
 GENERATIONS_VIEW = """
 CREATE VIEW results_generations AS

@@ -29,8 +29,8 @@ from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.inbox import insert_event
 from models.operator_actions import OperatorAction
 from receiver import create_app
-from rivyahooks.rivya.signatures import fingerprint
-from rivyahooks.settings import Settings, SettingsError
+from rivyahooks_foundation.settings import Settings, SettingsError
+from rivyahooks_protocol.signatures import fingerprint
 from tests.conftest import SECRET, close_app, make_event, signed_delivery
 
 ADMIN_TOKEN = "admin-token-" + "a" * 24

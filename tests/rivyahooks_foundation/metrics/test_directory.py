@@ -8,11 +8,11 @@ from pathlib import Path
 
 ENTRY = """
 import os, sys
-from rivyahooks.metrics.directory import use_own_metrics_directory
+from rivyahooks_foundation.metrics.directory import use_own_metrics_directory
 path = use_own_metrics_directory("web", sys.argv[1])
 assert use_own_metrics_directory("web", sys.argv[1]) == path  # a config reload keeps it
 assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(path)
-from rivyahooks.metrics.web import DELIVERED
+from rivyahooks_foundation.metrics.web import DELIVERED
 DELIVERED["accepted"].inc()
 print(path)
 print(sorted(p.name for p in path.iterdir()))
@@ -49,7 +49,7 @@ def test_directories_of_dead_processes_are_removed_at_start(tmp_path: Path) -> N
 def test_choosing_after_prometheus_client_was_imported_is_refused(tmp_path: Path) -> None:
     code = (
         "import prometheus_client, sys\n"
-        "from rivyahooks.metrics.directory import use_own_metrics_directory\n"
+        "from rivyahooks_foundation.metrics.directory import use_own_metrics_directory\n"
         "try:\n"
         "    use_own_metrics_directory('web', sys.argv[1])\n"
         "except RuntimeError as exc:\n"
