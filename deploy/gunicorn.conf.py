@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from rivyahooks_foundation.metrics.directory import use_own_metrics_directory
-from rivyahooks_foundation.settings import early_value
+from rivyahooks_foundation.settings import EXIT_CONFIG, early_value
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -56,7 +56,7 @@ def on_starting(server: Arbiter) -> None:
         check_settings(Settings.from_env())
     except SettingsError as exc:
         server.log.error("configuration error: %s", exc)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_CONFIG) from None
 
 
 # --- metrics: every worker writes its own files, /metrics adds them up ----------------------

@@ -42,7 +42,6 @@ class EventSource(enum.StrEnum):
     REPLAY = "replay"
 
 
-S = EventStatus
 # Every move an event can make. Each one is written as a compare-and-set (an UPDATE whose
 # WHERE names the status it moves from), so two processes can never both make a move.
 #
@@ -54,21 +53,41 @@ S = EventStatus
 #   replay: processed | ignored | dead | quarantined | failed | enqueued --> received
 ALLOWED_TRANSITIONS: dict[EventStatus, frozenset[EventStatus]] = {
     # RECEIVED -> PROCESSING: a worker may claim before the relay has marked the row.
-    S.RECEIVED: frozenset({S.ENQUEUED, S.PROCESSING, S.DEAD}),
-    S.ENQUEUED: frozenset({S.PROCESSING, S.RECEIVED, S.DEAD}),
+    EventStatus.RECEIVED: frozenset(
+        {EventStatus.ENQUEUED, EventStatus.PROCESSING, EventStatus.DEAD}
+    ),
+    EventStatus.ENQUEUED: frozenset(
+        {EventStatus.PROCESSING, EventStatus.RECEIVED, EventStatus.DEAD}
+    ),
     # PROCESSING -> PROCESSING: a new claim once the previous holder's lease lapsed.
-    S.PROCESSING: frozenset({S.PROCESSING, S.PROCESSED, S.IGNORED, S.FAILED, S.DEAD}),
-    S.FAILED: frozenset({S.ENQUEUED, S.PROCESSING, S.DEAD, S.RECEIVED}),
-    S.PROCESSED: frozenset({S.RECEIVED}),
-    S.IGNORED: frozenset({S.RECEIVED}),
-    S.DEAD: frozenset({S.RECEIVED}),
-    S.QUARANTINED: frozenset({S.RECEIVED}),
+    EventStatus.PROCESSING: frozenset(
+        {
+            EventStatus.PROCESSING,
+            EventStatus.PROCESSED,
+            EventStatus.IGNORED,
+            EventStatus.FAILED,
+            EventStatus.DEAD,
+        }
+    ),
+    EventStatus.FAILED: frozenset(
+        {EventStatus.ENQUEUED, EventStatus.PROCESSING, EventStatus.DEAD, EventStatus.RECEIVED}
+    ),
+    EventStatus.PROCESSED: frozenset({EventStatus.RECEIVED}),
+    EventStatus.IGNORED: frozenset({EventStatus.RECEIVED}),
+    EventStatus.DEAD: frozenset({EventStatus.RECEIVED}),
+    EventStatus.QUARANTINED: frozenset({EventStatus.RECEIVED}),
 }
-UNFINISHED_STATUSES = frozenset({S.RECEIVED, S.ENQUEUED, S.PROCESSING, S.FAILED})
-TERMINAL_STATUSES = frozenset({S.PROCESSED, S.IGNORED, S.DEAD, S.QUARANTINED})
+UNFINISHED_STATUSES = frozenset(
+    {EventStatus.RECEIVED, EventStatus.ENQUEUED, EventStatus.PROCESSING, EventStatus.FAILED}
+)
+TERMINAL_STATUSES = frozenset(
+    {EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.DEAD, EventStatus.QUARANTINED}
+)
 # What the gauges and the console count: events still on their way, and those waiting for
 # an operator.
-WATCHED_STATUSES = tuple(sorted({*UNFINISHED_STATUSES, S.DEAD, S.QUARANTINED}, key=str))
+WATCHED_STATUSES = tuple(
+    sorted({*UNFINISHED_STATUSES, EventStatus.DEAD, EventStatus.QUARANTINED}, key=str)
+)
 # What the relay publishes (once next_attempt_at is due). Written out as SQL, not bound
 # parameters, so that PostgreSQL can match the partial index below to the relay's query.
 DUE_PREDICATE = "status IN ('received', 'failed')"

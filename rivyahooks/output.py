@@ -10,11 +10,10 @@ from typing import Any, NoReturn
 import click
 
 from rivyahooks_foundation import faultpoints
-from rivyahooks_foundation.settings import Settings, SettingsError
+from rivyahooks_foundation.settings import EXIT_CONFIG, FIX_SETTING, Settings, SettingsError
 
-# Exit codes: 0 done, 1 the work failed, 2 bad usage or configuration (click's own code).
+# Exit codes: 0 done, 1 the work failed, 2 bad usage or configuration (EXIT_CONFIG).
 EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 
 class Context:
@@ -36,10 +35,6 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
-
-
-# A SettingsError names the variable; this says where to look up what it should hold.
-FIX_SETTING = "fix that variable (`rivya-hooks settings --help` lists every one), then run again"
 
 
 def fail_config(message: str, next_step: str = FIX_SETTING) -> NoReturn:

@@ -39,6 +39,12 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
+# What a process does on a SettingsError: one line with the message, this next step, and
+# exit status 2 (the status of bad usage or configuration, as click uses it).
+EXIT_CONFIG = 2
+FIX_SETTING = "fix that variable (`rivya-hooks settings --help` lists every one), then run again"
+
+
 Parser = Callable[[str, str], Any]
 
 

@@ -10,13 +10,18 @@ line naming the variable and what to do next, and exit status 2.
 # prometheus-client fixes its mode when it is first imported, so the metrics directory is
 # chosen before anything that imports it (the prefork children write, the main one serves).
 from rivyahooks_foundation.metrics.directory import use_own_metrics_directory
-from rivyahooks_foundation.settings import Settings, SettingsError, early_value
+from rivyahooks_foundation.settings import (
+    EXIT_CONFIG,
+    FIX_SETTING,
+    Settings,
+    SettingsError,
+    early_value,
+)
 
 use_own_metrics_directory("celery", early_value("metrics_dir"))
 
 import logging  # noqa: E402
 
-from rivyahooks.output import EXIT_CONFIG, FIX_SETTING  # noqa: E402
 from rivyahooks_foundation.logconfig import configure_logging  # noqa: E402
 from tasks.celery_app import create_celery  # noqa: E402
 from tasks.runtime import TimeLimits  # noqa: E402

@@ -12,7 +12,6 @@ import click
 from models.base import utcnow
 from rivyahooks.commands.wiring import open_database, open_runtime, require_api_key, rivya_client
 from rivyahooks.output import (
-    EXIT_CONFIG,
     EXIT_FAILED,
     Context,
     echo_json,
@@ -21,7 +20,7 @@ from rivyahooks.output import (
     pass_context,
     progress,
 )
-from rivyahooks_foundation.settings import Settings
+from rivyahooks_foundation.settings import EXIT_CONFIG, Settings
 from rivyahooks_protocol import contract
 from rivyahooks_protocol.errors import RivyaError
 

@@ -211,7 +211,8 @@ def test_only_unknown_versions_is_invalid() -> None:
 def test_timestamped_unknown_versions_are_ignored() -> None:
     now = int(time.time())
     header = f"t={now},v0=abc,v2={hmac_hex(SECRET, now, BODY)},v1={hmac_hex(SECRET, now, BODY)}"
-    assert Verifier(TIMESTAMPED, [SECRET], 300).verify({"Rivya-Signature": header}, BODY)
+    verified = Verifier(TIMESTAMPED, [SECRET], 300).verify({"Rivya-Signature": header}, BODY)
+    assert (verified.secret_index, verified.timestamp) == (0, now)
 
 
 # --- time window ----------------------------------------------------------------------------

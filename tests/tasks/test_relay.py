@@ -35,8 +35,6 @@ from tests.support.eventually import eventually
 from tests.support.processes import BIN, ROOT, child_env, stop
 from tests.support.redisproc import RedisServer, redis_server
 
-E = WebhookEvent
-
 
 def queued_ids(url: str) -> list[str]:
     """Return the event ids of the `events.process` messages waiting on the broker."""
@@ -62,7 +60,10 @@ def store(sessions: sessionmaker[Session], *event_ids: str) -> None:
 def statuses(sessions: sessionmaker[Session]) -> dict[str, EventStatus]:
     with sessions() as session:
         return {
-            event_id: status for event_id, status in session.execute(select(E.event_id, E.status))
+            event_id: status
+            for event_id, status in session.execute(
+                select(WebhookEvent.event_id, WebhookEvent.status)
+            )
         }
 
 
@@ -94,18 +95,18 @@ def test_due_events_are_published_once_and_marked_enqueued(
     with sessions.begin() as session:
         retry = {"status": EventStatus.FAILED, "attempts": 1}
         session.execute(
-            update(E)
-            .where(E.event_id == "evt_due")
+            update(WebhookEvent)
+            .where(WebhookEvent.event_id == "evt_due")
             .values(**retry, next_attempt_at=now - dt.timedelta(seconds=1))
         )
         session.execute(
-            update(E)
-            .where(E.event_id == "evt_later")
+            update(WebhookEvent)
+            .where(WebhookEvent.event_id == "evt_later")
             .values(**retry, next_attempt_at=now + dt.timedelta(hours=1))
         )
         session.execute(
-            update(E)
-            .where(E.event_id == "evt_done")
+            update(WebhookEvent)
+            .where(WebhookEvent.event_id == "evt_done")
             .values(status=EventStatus.PROCESSED, next_attempt_at=None)
         )
     relay = Relay(settings)
@@ -125,7 +126,9 @@ def test_due_events_are_published_once_and_marked_enqueued(
         "evt_done": EventStatus.PROCESSED,
     }
     with sessions() as session:
-        enqueued = session.scalars(select(E).where(E.status == EventStatus.ENQUEUED)).all()
+        enqueued = session.scalars(
+            select(WebhookEvent).where(WebhookEvent.status == EventStatus.ENQUEUED)
+        ).all()
     assert all(e.enqueued_at is not None and e.next_attempt_at is None for e in enqueued)
 
 
