@@ -16,8 +16,9 @@ same order with the same code. (PostgreSQL's xid8 / pg_snapshot_xmin horizons wo
 the counter's lock, but need PostgreSQL-only readers that hold back their cursor; the lock
 costs one row update per change and serialises only the commits of generation changes.)
 
-Callers say which generation changed with `record_change(session, task_id)`; the positions
-are taken by a `before_commit` hook, so "last, just before commit" holds by construction.
+Callers say which generation changed with `models.generations.record_change(session,
+task_id)`; the positions are taken by a `before_commit` hook, so "last, just before commit"
+holds by construction.
 Generation rows are locked first, in task id order, then the counter, so two transactions
 never wait for each other's locks in opposite orders. The row lock is FOR NO KEY UPDATE, and
 `feed_position` has a plain (not unique) index so that setting it needs no stronger lock:
@@ -34,8 +35,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base
 from models.db import dialect_insert
+from models.generations import CHANGED, Generation
 
-_CHANGED = "rivyahooks.feed.changed"
 COUNTER_ID = 1
 
 
@@ -48,18 +49,11 @@ class FeedCounter(Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
-def record_change(session: Session, task_id: str) -> None:
-    """Note that the generation changed; it takes a new feed position when the session commits."""
-    session.info.setdefault(_CHANGED, set()).add(task_id)
-
-
 @event.listens_for(Session, "before_commit")
 def _take_positions(session: Session) -> None:
-    changed: set[str] | None = session.info.pop(_CHANGED, None)
+    changed: set[str] | None = session.info.pop(CHANGED, None)
     if not changed:
         return
-    from models.generations import Generation
-
     session.flush()
     ordered = sorted(changed)
     session.execute(
@@ -86,4 +80,4 @@ def _take_positions(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_changes(session: Session, *_: Any) -> None:
-    session.info.pop(_CHANGED, None)
+    session.info.pop(CHANGED, None)

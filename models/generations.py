@@ -21,7 +21,6 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, BigId, UTCDateTime, utcnow
 from models.db import dialect_insert
-from models.feed import record_change
 
 
 class GenerationStatus(enum.StrEnum):
@@ -106,6 +105,16 @@ class GenerationOutput(Base):
     __table_args__ = (
         UniqueConstraint("task_id", "index", name="uq_generation_outputs_task_index"),
     )
+
+
+# The generations a session changed, by task id: the feed (models/feed.py) gives each a new
+# position when the session commits.
+CHANGED = "rivyahooks.feed.changed"
+
+
+def record_change(session: Session, task_id: str) -> None:
+    """Note that the generation changed; it takes a new feed position when the session commits."""
+    session.info.setdefault(CHANGED, set()).add(task_id)
 
 
 def find_output(session: Session, task_id: str, index: int) -> GenerationOutput | None:

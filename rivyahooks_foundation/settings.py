@@ -201,14 +201,36 @@ def _render(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def storage_url(name: str, value: str) -> str:
+@dataclass(frozen=True)
+class FileLocation:
+    """Results under a directory (STORAGE_URL=file://DIR)."""
+
+    root: Path
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Results in a bucket, under a key prefix that is empty or ends in '/'."""
+
+    bucket: str
+    prefix: str
+
+
+def storage_location(name: str, value: str) -> FileLocation | S3Location:
+    """Return where STORAGE_URL (named `name`) keeps results; the one parser of its value."""
     if value.startswith("file://") and value != "file://":
-        return value
+        return FileLocation(Path(value.removeprefix("file://")))
     if value.startswith("s3://"):
-        bucket = value.removeprefix("s3://").split("/", 1)[0]
+        bucket, _, prefix = value.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
         if bucket:
-            return value
+            return S3Location(bucket, prefix + "/" if prefix else "")
     raise SettingsError(f"{name} must be file://DIRECTORY or s3://BUCKET[/PREFIX]")
+
+
+def storage_url(name: str, value: str) -> str:
+    storage_location(name, value)
+    return value
 
 
 def api_tokens(_name: str, value: str) -> tuple[str, ...]:
@@ -571,11 +593,16 @@ class Settings:
         single = (self.results_api_token,) if self.results_api_token else ()
         return self.results_api_tokens + single
 
+    def storage_location(self) -> FileLocation | S3Location:
+        """Return where STORAGE_URL keeps results."""
+        return storage_location("STORAGE_URL", self.storage_url)
+
     def storage_root(self) -> Path:
         """Return the directory of a file:// STORAGE_URL."""
-        if not self.storage_url.startswith("file://"):
+        location = self.storage_location()
+        if not isinstance(location, FileLocation):
             raise SettingsError("STORAGE_URL must start with file://")
-        return Path(self.storage_url.removeprefix("file://"))
+        return location.root
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from storage import Staged, dead_local_writer, safe_label, writer_id
+from storage.backend import Staged
+from storage.writers import dead_local_writer, safe_label, writer_id
 
 PARTIAL_DIR = ".partial"
 

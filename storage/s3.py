@@ -29,7 +29,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from storage import Staged, dead_local_writer, safe_label, writer_id
+from storage.backend import Staged
+from storage.writers import dead_local_writer, safe_label, writer_id
 
 log = logging.getLogger(__name__)
 

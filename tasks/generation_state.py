@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session, object_session
 
 from models.base import utcnow
 from models.db import dialect_insert
-from models.feed import record_change
-from models.generations import Generation, GenerationStatus
+from models.generations import Generation, GenerationStatus, record_change
 from rivyahooks_protocol.client import parse_timestamp
 
 log = logging.getLogger(__name__)

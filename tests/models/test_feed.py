@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import feed
+from models import feed, generations
 from models.db import make_session_factory
 from models.generations import Generation, insert_output
 from rivyahooks_foundation.settings import Settings
@@ -111,7 +111,7 @@ def test_a_position_waits_for_the_commit_of_the_one_before(
     holder = pg_sessions()
     change(holder, "task_first", 1)
     # What the commit hook does first: take a position, and with it the counter's lock.
-    feed.record_change(holder, "task_first")
+    generations.record_change(holder, "task_first")
     feed._take_positions(holder)
 
     second = pg_sessions()
@@ -168,7 +168,7 @@ def test_a_follower_ends_with_every_last_change_under_concurrent_writers(
                 with pg_sessions.begin() as session:
                     generation = lock_generation(session, task_id)
                     generation.model = f"v{version}"
-                    feed.record_change(session, task_id)
+                    generations.record_change(session, task_id)
                 with lock:
                     last_written[task_id] = version
         except BaseException as exc:  # pragma: no cover - reported below

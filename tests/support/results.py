@@ -6,8 +6,7 @@ import hashlib
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.feed import record_change
-from models.generations import Generation, GenerationStatus, insert_output
+from models.generations import Generation, GenerationStatus, insert_output, record_change
 from rivyahooks_foundation.settings import Settings
 from storage import Storage, open_storage, output_key
 
