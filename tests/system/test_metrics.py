@@ -1,4 +1,4 @@
-"""What Prometheus reads: the web role's counters, the families' names, beat's gauges."""
+"""What Prometheus reads of the web role: its counters under a real gunicorn, the names."""
 
 from __future__ import annotations
 
@@ -11,37 +11,14 @@ from flask import Flask
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import utcnow
-from models.db import make_engine, make_session_factory
-from models.events import EventSource, EventStatus
-from models.inbox import insert_event
 from rivyahooks_foundation.settings import Settings
-from tasks.database_gauges import DatabaseGauges
 from tests.conftest import OTHER_SECRET, SECRET, make_event, signed_delivery
+from tests.support.metrics import samples, value
 from tests.support.processes import gunicorn
-from tests.support.tcpproxy import tcp_proxy
 
 TOKEN = "metrics-token-for-tests"
 PATH = "/webhooks/rivya"
-
-
-Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> Scrape:
-    """Return every sample of a scrape by (name, sorted labels)."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(scrape: Scrape, name: str, **labels: str) -> float:
-    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 # --- the route -----------------------------------------------------------------------------
@@ -148,67 +125,3 @@ def _python() -> str:
     import platform
 
     return platform.python_version()
-
-
-# --- beat's database gauges ----------------------------------------------------------------
-
-
-def _add(sessions: sessionmaker[Session], status: EventStatus, count: int) -> None:
-    with sessions.begin() as session:
-        for _ in range(count):
-            insert_event(
-                session,
-                event_id=make_event()["id"],
-                body=b"{}",
-                source=EventSource.WEBHOOK,
-                status=status,
-            )
-
-
-def test_database_gauges_count_small_statuses_once_per_interval(
-    sessions: sessionmaker[Session],
-) -> None:
-    _add(sessions, EventStatus.RECEIVED, 2)
-    _add(sessions, EventStatus.DEAD, 3)
-    _add(sessions, EventStatus.PROCESSED, 4)
-    before = utcnow().timestamp()
-    gauges = DatabaseGauges(sessions, interval_seconds=3600)
-    first = _collected(gauges)
-    assert first[("rivyahooks_events", (("status", "received"),))] == 2
-    assert first[("rivyahooks_events", (("status", "dead"),))] == 3
-    # Finished events are the large part of the table: never counted here.
-    assert ("rivyahooks_events", (("status", "processed"),)) not in first
-    assert first[("rivyahooks_oldest_unfinished_event_age_seconds", ())] >= 0
-    assert first[("rivyahooks_database_gauges_timestamp_seconds", ())] >= before - 1
-
-    # Within the interval a scrape gets the stored values; a new interval queries again.
-    _add(sessions, EventStatus.DEAD, 1)
-    assert _collected(gauges) == first
-    fresh = _collected(DatabaseGauges(sessions, interval_seconds=3600))
-    assert fresh[("rivyahooks_events", (("status", "dead"),))] == 4
-
-
-def _collected(gauges: DatabaseGauges) -> Scrape:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in gauges.collect()
-        for sample in family.samples
-    }
-
-
-@pytest.mark.postgres
-def test_database_gauges_keep_their_last_values_while_the_database_is_unreachable(
-    postgres_url: str, postgres_engine: Engine
-) -> None:
-    _add(make_session_factory(postgres_engine), EventStatus.FAILED, 1)
-    url = make_url(postgres_url)
-    with tcp_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        engine = make_engine(url.set(port=proxy.port).render_as_string(hide_password=False))
-        try:
-            gauges = DatabaseGauges(make_session_factory(engine), interval_seconds=0)
-            first = _collected(gauges)
-            assert first[("rivyahooks_events", (("status", "failed"),))] == 1
-            proxy.cut()
-            assert _collected(gauges) == first
-        finally:
-            engine.dispose()

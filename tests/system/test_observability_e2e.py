@@ -29,6 +29,7 @@ from rivyahooks_simulator.server import Simulator
 from tests.conftest import SECRET, empty_tables
 from tests.support import services
 from tests.support.eventually import eventually
+from tests.support.metrics import Scrape, samples, value
 from tests.support.otlp import Span, otlp_collector
 from tests.support.processes import (
     BIN,
@@ -41,7 +42,6 @@ from tests.support.processes import (
     own_redis_database,
     relay,
 )
-from tests.system.test_metrics import Scrape, samples, value
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
