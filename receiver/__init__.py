@@ -1,4 +1,4 @@
-"""The web process: the webhook endpoint, the results API and health checks."""
+"""The web process: the webhook endpoint, the results API, the console and health checks."""
 
 from receiver.app import create_app
 

@@ -1,4 +1,4 @@
-"""Liveness and readiness."""
+"""What the platform polls: liveness, readiness and this process's metrics."""
 
 from __future__ import annotations
 

@@ -44,6 +44,7 @@ from storage import download_name, open_storage
 log = logging.getLogger(__name__)
 
 bp = Blueprint("results", __name__)
+# The OpenAPI document is public: a blueprint of its own, outside `bp`'s bearer check.
 contract_bp = Blueprint("contract", __name__)
 
 # How often a long-poll looks for a change: one indexed query per waiter per interval.
@@ -143,7 +144,10 @@ def feed() -> Response:
         finally:
             waiters.leave()
     page = rows[: query.limit]
-    entries = [_document(g, FeedEntry, cursor=str(g.feed_position)) for g in page]
+    entries = [
+        _document(generation, FeedEntry, cursor=str(generation.feed_position))
+        for generation in page
+    ]
     return _json(
         FeedPage(
             object="list",
@@ -177,7 +181,7 @@ def list_results() -> Response:
     return _json(
         ListPage(
             object="list",
-            data=[_document(g) for g in page],
+            data=[_document(generation) for generation in page],
             next_before=page[-1].id if has_more else None,
             has_more=has_more,
         )

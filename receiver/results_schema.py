@@ -1,8 +1,9 @@
-"""The results API's contract: its models, from which GET /openapi.json is generated.
+"""The results API's schema: the models its answers and queries follow, and its OpenAPI.
 
-spectree builds the OpenAPI 3.1 document from these pydantic models and the routes that use
-them, and validates each request's query against them; nothing is written twice. The
-webhook endpoint is Rivya's contract, not ours, and stays out of the document.
+spectree builds the OpenAPI 3.1 document (GET /openapi.json) from these pydantic models and
+the routes that use them, and validates each request's query against them; nothing is
+written twice. The webhook endpoint is Rivya's contract, not ours, and stays out of the
+document.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from models.generations import GenerationStatus
 
 MAX_POSITION = 2**63 - 1
 Status = Literal["queued", "processing", "succeeded", "failed"]
-assert set(Status.__args__) == {s.value for s in GenerationStatus}  # type: ignore[attr-defined]
+assert set(Status.__args__) == {status.value for status in GenerationStatus}  # type: ignore[attr-defined]
 
 
 class ErrorDetail(BaseModel):

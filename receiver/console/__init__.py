@@ -9,8 +9,22 @@ from __future__ import annotations
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from receiver.console.access import configure_session, configured_tokens
-from receiver.console.views import ConsoleState, bp
+# Each module imported here adds its routes, hooks or template filters to the blueprint, which
+# must be complete before it is registered; none of them imports this package's own names.
+from receiver.console import (  # noqa: F401
+    dead_events,
+    error_page,
+    events,
+    files,
+    generations,
+    guard,
+    headers,
+    login,
+    overview,
+    template_filters,
+)
+from receiver.console.access import ConsoleAccess, configure_session, configured_tokens
+from receiver.console.blueprint import bp
 from receiver.state import ReceiverState
 
 
@@ -23,5 +37,5 @@ def install_console(app: Flask) -> None:
         return
     configure_session(app, settings, tokens)
     csrf = CSRFProtect(app)
-    app.extensions["console"] = ConsoleState(tokens=tokens, csrf=csrf)
+    app.extensions["console"] = ConsoleAccess(tokens=tokens, csrf=csrf)
     app.register_blueprint(bp)

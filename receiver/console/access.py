@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Request, abort, g, session
+from flask import Flask, Request, abort, current_app, g, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFProtect
 
 from rivyahooks_foundation.settings import Settings, SettingsError
 from rivyahooks_protocol.signatures import fingerprint
@@ -43,6 +44,20 @@ class Operator:
     @property
     def may_replay(self) -> bool:
         return self.role == ADMIN
+
+
+@dataclass(frozen=True)
+class ConsoleAccess:
+    """What every console request is checked against: the tokens by role, and CSRF."""
+
+    tokens: dict[str, str]
+    csrf: CSRFProtect
+
+
+def console_access() -> ConsoleAccess:
+    """Return the current app's console tokens and CSRF protection."""
+    value: ConsoleAccess = current_app.extensions["console"]
+    return value
 
 
 def configured_tokens(settings: Settings) -> dict[str, str]:
