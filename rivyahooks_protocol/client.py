@@ -39,6 +39,7 @@ from rivyahooks_protocol.errors import (
     RivyaProtocolError,
     class_for,
 )
+from rivyahooks_protocol.timestamps import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +67,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         when = when.replace(tzinfo=UTC)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """Return `moment` as Rivya writes times: ISO-8601 UTC with milliseconds and a Z."""
-    if moment.tzinfo is None:
-        raise ValueError("a timezone-aware datetime is needed")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse a Rivya ISO-8601 time (with or without milliseconds, Z or offset)."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _segment(value: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
@@ -13,7 +12,7 @@ from models.base import utcnow
 from models.db import dialect_insert
 from models.feed import record_change
 from models.generations import Generation, GenerationStatus
-from rivyahooks_protocol.client import parse_timestamp
+from rivyahooks_protocol.timestamps import lenient_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +31,6 @@ def lock_generation(session: Session, task_id: str) -> Generation:
     return session.scalars(
         select(Generation).where(Generation.task_id == task_id).with_for_update()
     ).one()
-
-
-def lenient_time(value: Any) -> dt.datetime | None:
-    """Return a Rivya timestamp field as a datetime, or None if absent or unreadable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        return None
 
 
 def _number(value: Any) -> float | None:
@@ -72,7 +61,7 @@ def apply_generation(generation: Generation, document: dict[str, Any]) -> bool:
     except ValueError:
         log.warning("generation %s: unknown status %r", generation.task_id, document.get("status"))
         return False
-    updated_at = lenient_time(document.get("updated_at"))
+    updated_at = lenient_timestamp(document.get("updated_at"))
     current = generation.status
     if current.terminal and status != current:
         log.warning(
@@ -91,7 +80,7 @@ def apply_generation(generation: Generation, document: dict[str, Any]) -> bool:
     generation.reserved_credits = _number(document.get("reserved_credits"))
     generation.final_credits = _number(document.get("final_credits"))
     generation.rivya_created_at = (
-        lenient_time(document.get("created_at")) or generation.rivya_created_at
+        lenient_timestamp(document.get("created_at")) or generation.rivya_created_at
     )
     generation.rivya_updated_at = updated_at or generation.rivya_updated_at
     error = document.get("error")
