@@ -20,11 +20,10 @@ import contextlib
 import email.utils
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +31,7 @@ from urllib.parse import quote
 import httpx
 
 from rivyahooks_protocol import contract
+from rivyahooks_protocol.backoff import backoff_seconds, parse_retry_after
 from rivyahooks_protocol.errors import (
     RivyaError,
     RivyaInvalidId,
@@ -50,23 +50,6 @@ MAX_SINGLE_WAIT_SECONDS = 60.0
 DEFAULT_BACKOFF_BASE_SECONDS = 0.5
 # An error body is read only for its envelope; a huge one is cut to this many bytes.
 MAX_ERROR_BODY_CHARS = 2000
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Return the wait a Retry-After header asks for, in seconds (>= 0), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit() and len(value) <= 10:
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def _segment(value: str) -> str:
@@ -402,13 +385,15 @@ class RivyaClient:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _wait_before(self, attempt: int, retry_after: float | None) -> float:
-        # Exponential backoff with full jitter on top of a floor of half the step, so
-        # concurrent workers spread out yet never hammer; Retry-After is a lower bound.
-        step: float = self.backoff_base_seconds * 2.0 ** (attempt - 2)
-        wait = step / 2 + random.uniform(0, step / 2)
-        if retry_after is not None:
-            wait = max(wait, retry_after)
-        return min(wait, self.max_wait_seconds)
+        # A step past the cap clips to it: max_wait_seconds bounds each wait, whatever the
+        # attempt, and Retry-After is a lower bound below it.
+        return backoff_seconds(
+            attempt - 1,
+            retry_after,
+            base_seconds=self.backoff_base_seconds,
+            max_seconds=self.max_wait_seconds,
+            clip_at_cap=True,
+        )
 
     def _remember_date(self, response: httpx.Response) -> None:
         value = response.headers.get("Date")

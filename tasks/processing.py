@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from rivyahooks_foundation.metrics.worker import (
 )
 from rivyahooks_foundation.tracing import annotate, traced
 from rivyahooks_protocol import contract
+from rivyahooks_protocol.backoff import backoff_seconds
 from rivyahooks_protocol.download import download_result
 from rivyahooks_protocol.errors import DownloadError, ResultExpiredError, RivyaError
 from storage import output_key
@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 
 # Expired result URLs are re-fetched at most this often within one attempt.
 MAX_URL_REFRESHES = 3
+# No attempt of the worker waits longer than this, whatever the attempt or Retry-After.
 BACKOFF_MAX_SECONDS = 300.0
 # Errors of the database connection itself: retrying later may succeed. Anything else the
 # database raises (a refused value, a broken constraint) is a failure of the attempt.
@@ -114,15 +115,6 @@ class Claim:
     number: int  # of this attempt, over the event's life
     attempts: int  # counted against PROCESS_MAX_ATTEMPTS, this one included
     deadline: float  # time.monotonic() by which every download must be over
-
-
-def backoff_seconds(attempt: int, retry_after: float | None, base_seconds: float = 2.0) -> float:
-    """Return the delay before the next attempt: exponential with full jitter, >= Retry-After."""
-    ceiling = min(BACKOFF_MAX_SECONDS, base_seconds * 2 ** max(0, attempt - 1))
-    delay = random.uniform(ceiling / 2, ceiling)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, BACKOFF_MAX_SECONDS))
-    return delay
 
 
 def process_event(runtime: Runtime, event_id: str, *, resume: str | None = None) -> Outcome | None:
@@ -330,7 +322,10 @@ def _finish(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
         values["last_error"] = clip(E.last_error, error)
     if outcome.status is EventStatus.FAILED:
         delay = backoff_seconds(
-            claim.attempts, outcome.retry_after, runtime.settings.process_retry_base_seconds
+            claim.attempts,
+            outcome.retry_after,
+            base_seconds=runtime.settings.process_retry_base_seconds,
+            max_seconds=BACKOFF_MAX_SECONDS,
         )
         retry_at = now + dt.timedelta(seconds=delay)
         values["next_attempt_at"] = retry_at
