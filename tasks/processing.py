@@ -55,13 +55,9 @@ from rivyahooks_protocol import contract
 from rivyahooks_protocol.backoff import backoff_seconds
 from rivyahooks_protocol.download import download_result
 from rivyahooks_protocol.errors import DownloadError, ResultExpiredError, RivyaError
+from rivyahooks_protocol.generation import GenerationDocument, parse_generation
 from storage import output_key
-from tasks.generation_state import (
-    apply_generation,
-    lock_generation,
-    mark_results_stored,
-    result_urls,
-)
+from tasks.generation_state import apply_generation, lock_generation, mark_results_stored
 from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -370,10 +366,10 @@ def _finish(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
 
 
 @traced("rivya.get_generation")
-def _fetch(runtime: Runtime, task_id: str) -> dict[str, Any] | None:
+def _fetch(runtime: Runtime, task_id: str) -> GenerationDocument | None:
     """Return the generation from Rivya, or None when Rivya says it does not exist."""
     try:
-        return runtime.rivya.get_generation(task_id)
+        document = runtime.rivya.get_generation(task_id)
     except RivyaError as exc:
         if exc.code == contract.ERROR_NOT_FOUND:
             return None
@@ -387,6 +383,7 @@ def _fetch(runtime: Runtime, task_id: str) -> dict[str, Any] | None:
         if exc.retryable:
             raise TransientFailure(f"Rivya: {exc}", exc.retry_after) from exc
         raise PermanentFailure(f"Rivya: {exc}") from exc
+    return parse_generation(document)
 
 
 def _process_generation(runtime: Runtime, claim: Claim) -> Outcome:
@@ -416,10 +413,10 @@ def _process_generation(runtime: Runtime, claim: Claim) -> Outcome:
     return Outcome(EventStatus.PROCESSED, None, stored)
 
 
-def store_outputs(runtime: Runtime, claim: Claim, document: dict[str, Any]) -> int:
+def store_outputs(runtime: Runtime, claim: Claim, document: GenerationDocument) -> int:
     """Download and store every output not stored yet; return how many this call stored."""
     task_id = claim.task_id
-    urls = result_urls(document)
+    urls = document.result_urls
     with runtime.sessions() as session:
         done = set(
             session.scalars(
@@ -446,7 +443,7 @@ def store_outputs(runtime: Runtime, claim: Claim, document: dict[str, Any]) -> i
             fresh = _fetch(runtime, task_id)
             if fresh is None:
                 raise PermanentFailure(f"generation {task_id} vanished at Rivya") from exc
-            urls = result_urls(fresh)
+            urls = fresh.result_urls
         except DownloadError as exc:
             DOWNLOADS.labels("failed").inc()
             if exc.retryable:
