@@ -16,7 +16,8 @@ from celery import Task, shared_task
 from rivyahooks_protocol.backoff import backoff_seconds
 from storage import open_storage
 from tasks import names
-from tasks.processing import BACKOFF_MAX_SECONDS, DatabaseUnavailable, process_event
+from tasks.outcomes import BACKOFF_MAX_SECONDS, DatabaseUnavailable
+from tasks.processing import process_event
 from tasks.reconcile import ReconcileBusy, reconcile
 from tasks.retention import purge
 from tasks.sweep import sweep

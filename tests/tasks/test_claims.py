@@ -30,9 +30,11 @@ from rivyahooks_foundation import faultpoints
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_simulator.config import Faults, SimConfig
 from rivyahooks_simulator.server import Simulator
-from tasks.processing import DatabaseUnavailable, Outcome, _finish, claim_event, process_event
+from tasks.claims import LapsedClaim, claim_event, expire_lease
+from tasks.outcomes import DatabaseUnavailable, Outcome, record_outcome
+from tasks.processing import process_event
 from tasks.runtime import Runtime
-from tasks.sweep import LapsedClaim, expire_lease, sweep
+from tasks.sweep import sweep
 from tests.support import services
 from tests.support.eventually import eventually
 from tests.support.httpserver import serving
@@ -259,11 +261,11 @@ def test_a_second_claim_is_refused_and_a_stale_finish_is_dropped(
     assert attempt_history(sessions, "evt_claim") == [(1, AttemptOutcome.EXPIRED), (2, None)]
 
     # The first worker wakes up and finishes: its outcome must not overwrite the second's.
-    assert _finish(runtime, first, Outcome(EventStatus.IGNORED, "stale")) is False
+    assert record_outcome(runtime, first, Outcome(EventStatus.IGNORED, "stale")) is False
     event = read_event(sessions, "evt_claim")
     assert (event.status, event.claim_token) == (EventStatus.PROCESSING, second.token)
 
-    assert _finish(runtime, second, Outcome(EventStatus.PROCESSED)) is True
+    assert record_outcome(runtime, second, Outcome(EventStatus.PROCESSED)) is True
     assert read_event(sessions, "evt_claim").status is EventStatus.PROCESSED
     assert attempt_history(sessions, "evt_claim") == [
         (1, AttemptOutcome.EXPIRED),

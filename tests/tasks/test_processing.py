@@ -17,7 +17,8 @@ from rivyahooks_simulator.config import Faults, SimConfig
 from rivyahooks_simulator.content import result_bytes_sha256
 from rivyahooks_simulator.server import Simulator
 from storage.files import FileStorage
-from tasks.processing import Outcome, process_event
+from tasks.outcomes import Outcome
+from tasks.processing import process_event
 from tasks.runtime import Runtime
 from tests.support.eventually import eventually
 from tests.support.inbox import add_event, read_event
