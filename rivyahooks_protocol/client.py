@@ -1,14 +1,15 @@
-"""The Rivya API v1 client.
+"""The Rivya API v1 client: one method per endpoint, and the pager of the event log.
 
-One `RivyaClient` per process or per task run: it owns an `httpx.Client` (a connection pool)
-and must be closed, best with `with RivyaClient(base_url, api_key) as client:`. This package
-knows nothing of the service's settings; tasks.runtime builds the client from them.
+One `RivyaClient` per process or per task run: it owns an `httpx.Client` (a connection pool,
+in its transport) and must be closed, best with `with RivyaClient(base_url, api_key) as
+client:`. This package knows nothing of the service's settings; tasks.runtime builds the
+client from them.
 
 Safety properties the rest of the code relies on:
 
 - the API key goes only to the API base: every path is built here from quoted segments (an
-  id like "../x" or "https://evil" cannot change the target), and redirects are never
-  followed, so a 3xx cannot carry the Authorization header to another host;
+  id like "../x" or "https://evil" cannot change the target), and the transport never
+  follows redirects, so a 3xx cannot carry the Authorization header to another host;
 - the key never appears in `repr(client)`, in log records or in exception messages;
 - only idempotent requests are retried by the client: GET and DELETE, and the POST that
   creates a generation because it always carries an Idempotency-Key.
@@ -16,15 +17,10 @@ Safety properties the rest of the code relies on:
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
-import json
 import logging
-import random
-import time
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,53 +28,16 @@ from urllib.parse import quote
 import httpx
 
 from rivyahooks_protocol import contract
-from rivyahooks_protocol.errors import (
-    RivyaError,
-    RivyaInvalidId,
-    RivyaNetworkError,
-    RivyaProtocolError,
-    class_for,
+from rivyahooks_protocol.errors import RivyaInvalidId
+from rivyahooks_protocol.timestamps import format_timestamp
+from rivyahooks_protocol.transport import (
+    DEFAULT_BACKOFF_BASE_SECONDS,
+    JSON,
+    MAX_SINGLE_WAIT_SECONDS,
+    RivyaTransport,
 )
 
 log = logging.getLogger(__name__)
-
-JSON = dict[str, Any]
-
-# A hostile or buggy Retry-After must not park a worker for hours.
-MAX_SINGLE_WAIT_SECONDS = 60.0
-DEFAULT_BACKOFF_BASE_SECONDS = 0.5
-# An error body is read only for its envelope; a huge one is cut to this many bytes.
-MAX_ERROR_BODY_CHARS = 2000
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Return the wait a Retry-After header asks for, in seconds (>= 0), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit() and len(value) <= 10:
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """Return `moment` as Rivya writes times: ISO-8601 UTC with milliseconds and a Z."""
-    if moment.tzinfo is None:
-        raise ValueError("a timezone-aware datetime is needed")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse a Rivya ISO-8601 time (with or without milliseconds, Z or offset)."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _segment(value: str) -> str:
@@ -145,22 +104,36 @@ class RivyaClient:
         max_wait_seconds: float = MAX_SINGLE_WAIT_SECONDS,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self.max_attempts = max_attempts
-        self.backoff_base_seconds = backoff_base_seconds
-        self.max_wait_seconds = max_wait_seconds
-        # The Date header of the last response, for clock-skew checks (`rivya-hooks doctor`).
-        self.last_response_date: datetime | None = None
-        self._http = httpx.Client(
-            base_url=self.base_url + contract.API_PREFIX,
-            timeout=httpx.Timeout(timeout_seconds),
-            follow_redirects=False,
-            headers={"User-Agent": "rivya-hooks", "Accept": "application/json"},
+        self._transport = RivyaTransport(
+            self.base_url,
+            api_key,
+            timeout_seconds=timeout_seconds,
+            max_attempts=max_attempts,
+            backoff_base_seconds=backoff_base_seconds,
+            max_wait_seconds=max_wait_seconds,
             transport=transport,
         )
+
+    @property
+    def max_attempts(self) -> int:
+        """How many times a retried request is sent at most."""
+        return self._transport.max_attempts
+
+    @property
+    def backoff_base_seconds(self) -> float:
+        """The first wait between attempts, doubled per attempt."""
+        return self._transport.backoff_base_seconds
+
+    @property
+    def max_wait_seconds(self) -> float:
+        """The longest single wait between attempts, Retry-After included."""
+        return self._transport.max_wait_seconds
+
+    @property
+    def last_response_date(self) -> datetime | None:
+        """The Date header of the last response, for clock-skew checks (`rivya-hooks doctor`)."""
+        return self._transport.last_response_date
 
     def __repr__(self) -> str:
         return f"RivyaClient(base_url={self.base_url!r})"
@@ -173,7 +146,7 @@ class RivyaClient:
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._transport.close()
 
     # --- generations ---------------------------------------------------------------
 
@@ -202,7 +175,7 @@ class RivyaClient:
         if client_request_id is not None:
             body["client_request_id"] = client_request_id
         key = idempotency_key or str(uuid.uuid4())
-        return self._json(
+        return self._transport.request_json(
             "POST",
             contract.PATH_GENERATIONS,
             json_body=body,
@@ -269,7 +242,7 @@ class RivyaClient:
             data["model"] = model
         if client_request_id is not None:
             data["client_request_id"] = client_request_id
-        return self._json(
+        return self._transport.request_json(
             "POST", contract.PATH_FILES, data=data, files={"file": (name, content)}, retry=False
         )
 
@@ -278,7 +251,9 @@ class RivyaClient:
     def create_webhook(self, name: str, url: str, event_types: list[str]) -> JSON:
         """Register an endpoint; the response holds `signing_secret`, shown only once."""
         body = {"name": name, "url": url, "event_types": list(event_types)}
-        return self._json("POST", contract.PATH_WEBHOOKS, json_body=body, retry=False)
+        return self._transport.request_json(
+            "POST", contract.PATH_WEBHOOKS, json_body=body, retry=False
+        )
 
     def list_webhooks(self) -> JSON:
         """Return `{"object": "list", "data": [endpoint, ...]}`."""
@@ -291,173 +266,30 @@ class RivyaClient:
     def update_webhook(self, endpoint_id: str, **changes: Any) -> JSON:
         """Change an endpoint's name, url, event_types or status."""
         path = f"{contract.PATH_WEBHOOKS}/{_segment(endpoint_id)}"
-        return self._json("PATCH", path, json_body=changes, retry=False)
+        return self._transport.request_json("PATCH", path, json_body=changes, retry=False)
 
     def delete_webhook(self, endpoint_id: str) -> JSON:
         """Revoke an endpoint."""
         path = f"{contract.PATH_WEBHOOKS}/{_segment(endpoint_id)}"
-        return self._json("DELETE", path, retry=True)
+        return self._transport.request_json("DELETE", path, retry=True)
 
     def rotate_webhook_secret(self, endpoint_id: str) -> JSON:
         """Rotate the signing secret; the new `signing_secret` is in the response, once."""
         path = f"{contract.PATH_WEBHOOKS}/{_segment(endpoint_id)}/rotate-secret"
-        return self._json("POST", path, retry=False)
+        return self._transport.request_json("POST", path, retry=False)
 
     def send_test_event(self, endpoint_id: str) -> JSON:
         """Ask Rivya to send a test event to the endpoint."""
         path = f"{contract.PATH_WEBHOOKS}/{_segment(endpoint_id)}/test"
-        return self._json("POST", path, retry=False)
+        return self._transport.request_json("POST", path, retry=False)
 
     def list_deliveries(self, endpoint_id: str) -> JSON:
         """Return the delivery attempts Rivya recorded for the endpoint."""
         return self._get_json(f"{contract.PATH_WEBHOOKS}/{_segment(endpoint_id)}/deliveries")
 
-    # --- transport -----------------------------------------------------------------
+    # --- requests ------------------------------------------------------------------
 
     def _get_json(
         self, path: str, *, params: Mapping[str, str] | None = None, auth: bool = True
     ) -> JSON:
-        return self._json("GET", path, params=params, auth=auth, retry=True)
-
-    def _json(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json_body: Any = None,
-        data: Mapping[str, str] | None = None,
-        files: Mapping[str, tuple[str, bytes]] | None = None,
-        headers: Mapping[str, str] | None = None,
-        auth: bool = True,
-        retry: bool,
-    ) -> JSON:
-        response = self._send(
-            method,
-            path,
-            params=params,
-            json_body=json_body,
-            data=data,
-            files=files,
-            headers=headers,
-            auth=auth,
-            retry=retry,
-        )
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RivyaProtocolError(
-                "invalid_response", "the response body is not JSON", status=response.status_code
-            ) from None
-        if not isinstance(body, dict):
-            raise RivyaProtocolError(
-                "invalid_response", "the response is not a JSON object", status=response.status_code
-            )
-        return body
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None,
-        json_body: Any,
-        data: Mapping[str, str] | None,
-        files: Mapping[str, tuple[str, bytes]] | None,
-        headers: Mapping[str, str] | None,
-        auth: bool,
-        retry: bool,
-    ) -> httpx.Response:
-        if not path.startswith("/"):
-            raise ValueError("paths are relative to the API base and start with /")
-        request_headers = dict(headers or {})
-        if auth:
-            if not self._api_key:
-                raise RivyaError(
-                    contract.ERROR_API_KEY_MISSING, "no API key configured (RIVYA_API_KEY)"
-                )
-            request_headers["Authorization"] = f"Bearer {self._api_key}"
-        attempts = self.max_attempts if retry else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                response = self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json_body,
-                    data=data,
-                    files=files,
-                    headers=request_headers,
-                )
-            except httpx.TransportError as exc:
-                error: RivyaError = RivyaNetworkError(
-                    "network_error", f"{type(exc).__name__} calling {method} {path}"
-                )
-            else:
-                self._remember_date(response)
-                if response.is_success:
-                    return response
-                error = self._error_from(response)
-            if not error.retryable or attempt == attempts:
-                raise error
-            wait = self._wait_before(attempt + 1, error.retry_after)
-            log.warning(
-                "rivya %s %s failed (%s); attempt %d of %d in %.2fs",
-                method,
-                path,
-                error.code,
-                attempt + 1,
-                attempts,
-                wait,
-            )
-            time.sleep(wait)
-        raise AssertionError("unreachable: the loop returns or raises")
-
-    def _wait_before(self, attempt: int, retry_after: float | None) -> float:
-        # Exponential backoff with full jitter on top of a floor of half the step, so
-        # concurrent workers spread out yet never hammer; Retry-After is a lower bound.
-        step: float = self.backoff_base_seconds * 2.0 ** (attempt - 2)
-        wait = step / 2 + random.uniform(0, step / 2)
-        if retry_after is not None:
-            wait = max(wait, retry_after)
-        return min(wait, self.max_wait_seconds)
-
-    def _remember_date(self, response: httpx.Response) -> None:
-        value = response.headers.get("Date")
-        if value:
-            with contextlib.suppress(TypeError, ValueError, IndexError):
-                self.last_response_date = email.utils.parsedate_to_datetime(value)
-
-    def _error_from(self, response: httpx.Response) -> RivyaError:
-        status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if 300 <= status < 400:
-            return RivyaProtocolError(
-                "unexpected_redirect", "the API answered with a redirect", status=status
-            )
-        code: str | None = None
-        message = ""
-        request_id: str | None = None
-        try:
-            envelope = response.json().get("error")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            envelope = None
-        if isinstance(envelope, dict):
-            code = envelope.get("code") if isinstance(envelope.get("code"), str) else None
-            message = str(envelope.get("message") or "")
-            raw_id = envelope.get(contract.ERROR_REQUEST_ID_KEY)
-            request_id = raw_id if isinstance(raw_id, str) else None
-        if not message:
-            message = response.reason_phrase or "error"
-        message = message[:MAX_ERROR_BODY_CHARS]
-        if self._api_key:
-            # Servers sometimes echo what they received; the key must not travel on in logs.
-            message = message.replace(self._api_key, "[redacted]")
-        cls = class_for(code, status)
-        return cls(
-            code or f"http_{status}",
-            message,
-            status=status,
-            request_id=request_id or response.headers.get("X-Request-Id"),
-            retry_after=retry_after,
-        )
+        return self._transport.request_json("GET", path, params=params, auth=auth, retry=True)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from rivyahooks_protocol import contract
-from rivyahooks_protocol.client import parse_retry_after
+from rivyahooks_protocol.backoff import parse_retry_after
 from rivyahooks_protocol.errors import (
     DisallowedURLError,
     DownloadFailedError,

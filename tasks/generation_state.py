@@ -1,8 +1,11 @@
-"""Apply what Rivya says about a generation to our row, in order and never backwards."""
+"""Apply what Rivya says about a generation to our row, in order and never backwards.
+
+The document is parsed on the protocol side (rivyahooks_protocol.generation); this module
+only decides what of it the row takes.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
@@ -12,7 +15,7 @@ from sqlalchemy.orm import Session, object_session
 from models.base import utcnow
 from models.db import dialect_insert
 from models.generations import Generation, GenerationStatus, record_change
-from rivyahooks_protocol.client import parse_timestamp
+from rivyahooks_protocol.generation import GenerationDocument, parse_generation
 
 log = logging.getLogger(__name__)
 
@@ -33,45 +36,19 @@ def lock_generation(session: Session, task_id: str) -> Generation:
     ).one()
 
 
-def lenient_time(value: Any) -> dt.datetime | None:
-    """Return a Rivya timestamp field as a datetime, or None if absent or unreadable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def result_urls(document: dict[str, Any]) -> list[str]:
-    """Return the generation's result URLs: `urls` when filled, else `primary_url`."""
-    result = document.get("result")
-    if not isinstance(result, dict):
-        return []
-    urls = [u for u in result.get("urls") or [] if isinstance(u, str) and u]
-    if not urls and isinstance(result.get("primary_url"), str) and result["primary_url"]:
-        urls = [result["primary_url"]]
-    return urls
-
-
-def apply_generation(generation: Generation, document: dict[str, Any]) -> bool:
-    """Update the row from Rivya's generation object; return False if it was stale.
+def apply_generation(generation: Generation, document: GenerationDocument) -> bool:
+    """Update the row from Rivya's generation document; return False if it was stale.
 
     Terminal states never change back, and an update older than the one already applied
     (by Rivya's updated_at) never overwrites it.
     """
-    try:
-        status = GenerationStatus(str(document.get("status")))
-    except ValueError:
-        log.warning("generation %s: unknown status %r", generation.task_id, document.get("status"))
+    if document.status is None:
+        log.warning(
+            "generation %s: unknown status %r", generation.task_id, document.reported_status
+        )
         return False
-    updated_at = lenient_time(document.get("updated_at"))
+    status = GenerationStatus(document.status)
+    updated_at = document.updated_at
     current = generation.status
     if current.terminal and status != current:
         log.warning(
@@ -86,21 +63,18 @@ def apply_generation(generation: Generation, document: dict[str, Any]) -> bool:
         return False
 
     generation.status = status
-    generation.model = document.get("model") if isinstance(document.get("model"), str) else None
-    generation.reserved_credits = _number(document.get("reserved_credits"))
-    generation.final_credits = _number(document.get("final_credits"))
-    generation.rivya_created_at = (
-        lenient_time(document.get("created_at")) or generation.rivya_created_at
-    )
+    generation.model = document.model
+    generation.reserved_credits = document.reserved_credits
+    generation.final_credits = document.final_credits
+    generation.rivya_created_at = document.created_at or generation.rivya_created_at
     generation.rivya_updated_at = updated_at or generation.rivya_updated_at
-    error = document.get("error")
-    if isinstance(error, dict):
-        generation.error_code = str(error.get("code"))[:100] if error.get("code") else None
-        generation.error_message = str(error.get("message") or "")[:4000] or None
+    if document.error is not None:
+        generation.error_code = document.error.code
+        generation.error_message = document.error.message
     if status is GenerationStatus.FAILED and generation.error_code is None:
         # The contract allows a null error on a failed generation; say so instead of nothing.
         generation.error_code = "unknown"
-    if status is GenerationStatus.SUCCEEDED and not result_urls(document):
+    if status is GenerationStatus.SUCCEEDED and not document.result_urls:
         generation.anomaly = "succeeded with no result URL"
     if status.terminal and generation.finished_at is None:
         generation.finished_at = updated_at or utcnow()
@@ -124,7 +98,7 @@ def mark_results_stored(generation: Generation) -> None:
 def record_submitted(session: Session, document: dict[str, Any]) -> Generation:
     """Record a generation we just created, so the poller covers it even if no event comes."""
     generation = lock_generation(session, str(document["id"]))
-    apply_generation(generation, document)
+    apply_generation(generation, parse_generation(document))
     if generation.submitted_at is None:
         generation.submitted_at = utcnow()
         _changed(generation)

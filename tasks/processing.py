@@ -6,11 +6,12 @@ open across a network call or a download.
 
 Nothing is left stranded, whatever goes wrong:
 
-- a claim is a compare-and-set that records a lease; a second claim of an event still
-  running is refused, and every later write is a compare-and-set on the same claim, so a
-  worker whose lease lapsed cannot overwrite a newer outcome;
+- a claim is a compare-and-set that records a lease (tasks.claims); a second claim of an
+  event still running is refused, and a worker whose lease lapsed cannot overwrite a newer
+  outcome;
 - every exception after the claim, named or not, ends the attempt as a recorded failure
-  (`failed` with a due time for the relay, or `dead`), counted against PROCESS_MAX_ATTEMPTS;
+  (tasks.outcomes: `failed` with a due time for the relay, or `dead`), counted against
+  PROCESS_MAX_ATTEMPTS;
 - a database error cannot be recorded: DatabaseUnavailable tells the task to retry later,
   resuming the same claim; if that gives up too, the lease lapses and the sweeper recovers
   the event;
@@ -19,28 +20,14 @@ Nothing is left stranded, whatever goes wrong:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import random
 import time
-import uuid
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from models.base import UTCDateTime, clip, utcnow
-from models.events import (
-    AttemptOutcome,
-    EventAttempt,
-    EventStatus,
-    WebhookEvent,
-    finish_attempt,
-    move,
-)
+from models.base import clip
+from models.events import EventStatus
 from models.generations import GenerationOutput, insert_output
 from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.logconfig import bind_contextvars
@@ -48,19 +35,24 @@ from rivyahooks_foundation.metrics.worker import (
     DOWNLOAD_BYTES,
     DOWNLOAD_DURATION,
     DOWNLOADS,
-    EVENTS_FINISHED,
     GENERATION_ANOMALIES,
 )
 from rivyahooks_foundation.tracing import annotate, traced
 from rivyahooks_protocol import contract
 from rivyahooks_protocol.download import download_result
 from rivyahooks_protocol.errors import DownloadError, ResultExpiredError, RivyaError
+from rivyahooks_protocol.generation import GenerationDocument, parse_generation
 from storage import output_key
-from tasks.generation_state import (
-    apply_generation,
-    lock_generation,
-    mark_results_stored,
-    result_urls,
+from tasks.claims import Claim, claim_event
+from tasks.generation_state import apply_generation, lock_generation, mark_results_stored
+from tasks.outcomes import (
+    TRANSIENT_DATABASE_ERRORS,
+    DatabaseUnavailable,
+    Outcome,
+    PermanentFailure,
+    TransientFailure,
+    failure_outcome,
+    record_outcome,
 )
 from tasks.runtime import Runtime
 
@@ -68,61 +60,6 @@ log = logging.getLogger(__name__)
 
 # Expired result URLs are re-fetched at most this often within one attempt.
 MAX_URL_REFRESHES = 3
-BACKOFF_MAX_SECONDS = 300.0
-# Errors of the database connection itself: retrying later may succeed. Anything else the
-# database raises (a refused value, a broken constraint) is a failure of the attempt.
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
-E = WebhookEvent
-
-
-class PermanentFailure(Exception):
-    """Retrying cannot help: the event ends `dead` with this reason."""
-
-
-class TransientFailure(Exception):
-    """Retrying may help; `retry_after` is the server's hint in seconds, if any."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class DatabaseUnavailable(Exception):
-    """The database failed; run the task again later, resuming the claim `resume` (if any)."""
-
-    def __init__(self, resume: str | None) -> None:
-        super().__init__("database unavailable")
-        self.resume = resume
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: EventStatus
-    reason: str | None = None
-    outputs_stored: int = 0
-    retry_after: float | None = None  # the server's hint for the next attempt, if it gave one
-
-
-@dataclass(frozen=True)
-class Claim:
-    """This worker's hold on an event for one attempt."""
-
-    pk: int
-    event_id: str
-    task_id: str
-    token: str
-    number: int  # of this attempt, over the event's life
-    attempts: int  # counted against PROCESS_MAX_ATTEMPTS, this one included
-    deadline: float  # time.monotonic() by which every download must be over
-
-
-def backoff_seconds(attempt: int, retry_after: float | None, base_seconds: float = 2.0) -> float:
-    """Return the delay before the next attempt: exponential with full jitter, >= Retry-After."""
-    ceiling = min(BACKOFF_MAX_SECONDS, base_seconds * 2 ** max(0, attempt - 1))
-    delay = random.uniform(ceiling / 2, ceiling)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, BACKOFF_MAX_SECONDS))
-    return delay
 
 
 def process_event(runtime: Runtime, event_id: str, *, resume: str | None = None) -> Outcome | None:
@@ -144,241 +81,22 @@ def process_event(runtime: Runtime, event_id: str, *, resume: str | None = None)
     except TRANSIENT_DATABASE_ERRORS as exc:
         raise DatabaseUnavailable(claim.token) from exc
     except Exception as exc:
-        outcome = _failure_outcome(runtime, claim, exc)
+        outcome = failure_outcome(runtime, claim, exc)
     try:
-        _finish(runtime, claim, outcome)
+        record_outcome(runtime, claim, outcome)
     except TRANSIENT_DATABASE_ERRORS as exc:
         raise DatabaseUnavailable(claim.token) from exc
     reach("worker.finished")
-    if outcome.status is not EventStatus.DEAD:  # _finish says why it is dead
+    if outcome.status is not EventStatus.DEAD:  # record_outcome says why it is dead
         log.info("event %s %s task_id=%s", event_id, outcome.status.value, claim.task_id)
     return outcome
 
 
-# --- claims --------------------------------------------------------------------------------
-
-
-def _claimable(now: dt.datetime) -> ColumnElement[bool]:
-    """SQL for what a worker may claim now (claimable_status says the same in Python)."""
-    return or_(
-        E.status.in_([EventStatus.RECEIVED, EventStatus.ENQUEUED]),
-        and_(E.status == EventStatus.FAILED, E.next_attempt_at <= now),
-        and_(E.status == EventStatus.PROCESSING, E.lease_expires_at <= now),
-    )
-
-
-def claimable_status(event: WebhookEvent, now: dt.datetime) -> bool:
-    """Return True if a worker may claim the event now (as _claimable, for a loaded row)."""
-    if event.status in (EventStatus.RECEIVED, EventStatus.ENQUEUED):
-        return True
-    if event.status is EventStatus.FAILED:
-        return event.next_attempt_at is not None and event.next_attempt_at <= now
-    if event.status is EventStatus.PROCESSING:
-        return event.lease_expires_at is not None and event.lease_expires_at <= now
-    return False
-
-
-def claim_event(runtime: Runtime, event_id: str, resume: str | None = None) -> Claim | None:
-    """Claim the event for one attempt, or return None (and say why in the log)."""
-    now = utcnow()
-    lease = now + dt.timedelta(seconds=runtime.limits.lease)
-    deadline = time.monotonic() + runtime.limits.downloads
-    returned = (E.id, E.task_id, E.attempts)
-    with runtime.sessions.begin() as session:
-        if resume is not None:
-            resumed = session.execute(
-                update(E)
-                .where(
-                    E.event_id == event_id,
-                    E.status == EventStatus.PROCESSING,
-                    E.claim_token == resume,
-                )
-                .values(lease_expires_at=lease, updated_at=now)
-                .returning(*returned)
-            ).first()
-            if resumed is not None:
-                number = session.scalar(
-                    select(func.max(EventAttempt.number)).where(EventAttempt.event_id == event_id)
-                )
-                log.info("event %s: resuming attempt %s after a database error", event_id, number)
-                pk, task_id, attempts = resumed
-                assert task_id is not None  # a claim is only ever made with a task id
-                return Claim(pk, event_id, task_id, resume, number or 1, attempts, deadline)
-        token = uuid.uuid4().hex
-        claimed = session.execute(
-            move(
-                EventStatus.PROCESSING,
-                E.event_id == event_id,
-                _claimable(now),
-                E.task_id.is_not(None),
-                E.attempts < runtime.settings.process_max_attempts,
-                attempts=E.attempts + 1,
-                claim_token=token,
-                lease_expires_at=lease,
-                started_at=now,
-                finished_at=None,
-                next_attempt_at=None,
-                status_reason=None,
-                updated_at=now,
-            ).returning(*returned)
-        ).first()
-        if claimed is None:
-            _not_claimed(session, runtime, event_id, now)
-            return None
-        # A lapsed lease left its attempt open: the worker was killed or hung.
-        session.execute(finish_attempt(event_id, AttemptOutcome.EXPIRED, _EXPIRED_ERROR, now))
-        number = session.execute(
-            insert(EventAttempt)
-            .from_select(
-                ["event_id", "number", "worker", "started_at"],
-                select(
-                    literal(event_id),
-                    func.coalesce(func.max(EventAttempt.number), 0) + 1,
-                    literal(clip(EventAttempt.worker, runtime.worker)),
-                    literal(now, UTCDateTime()),
-                ).where(EventAttempt.event_id == event_id),
-            )
-            .returning(EventAttempt.number)
-        ).scalar_one()
-    pk, task_id, attempts = claimed
-    assert task_id is not None  # the claim's WHERE asks for one
-    return Claim(pk, event_id, task_id, token, number, attempts, deadline)
-
-
-_EXPIRED_ERROR = "the lease expired before the worker finished (killed, or stuck past the limit)"
-
-
-def _not_claimed(session: Session, runtime: Runtime, event_id: str, now: dt.datetime) -> None:
-    """Say why the claim failed; end the event `dead` if it can never be claimed."""
-    event = session.scalars(select(E).where(E.event_id == event_id)).one_or_none()
-    if event is None:
-        log.warning("event %s not found; nothing to process", event_id)
-        return
-    if not claimable_status(event, now):
-        if event.status is EventStatus.PROCESSING:
-            log.info(
-                "event %s is being processed under another claim until %s; message dropped",
-                event_id,
-                event.lease_expires_at,
-            )
-        elif event.status is EventStatus.FAILED:
-            log.info(
-                "event %s is not due until %s; message dropped", event_id, event.next_attempt_at
-            )
-        else:
-            log.info("event %s already %s; skipping", event_id, event.status.value)
-        return
-    if event.task_id is None:
-        reason = "event has no task id"
-    elif event.attempts >= runtime.settings.process_max_attempts:
-        reason = f"gave up after {event.attempts} attempts; last error: {event.last_error}"
-    else:
-        return  # it changed meanwhile; whoever moved it carries it on
-    gave_up = session.execute(
-        move(
-            EventStatus.DEAD,
-            E.id == event.id,
-            E.status == event.status,
-            E.attempts == event.attempts,
-            status_reason=clip(E.status_reason, reason),
-            finished_at=now,
-            claim_token=None,
-            lease_expires_at=None,
-            next_attempt_at=None,
-        )
-    ).rowcount  # type: ignore[attr-defined]
-    if gave_up:
-        session.execute(finish_attempt(event_id, AttemptOutcome.EXPIRED, _EXPIRED_ERROR, now))
-        log.error("event %s dead: %s", event_id, reason)
-        EVENTS_FINISHED.labels(EventStatus.DEAD.value).inc()
-
-
-# --- outcomes ------------------------------------------------------------------------------
-
-
-def _failure_outcome(runtime: Runtime, claim: Claim, exc: Exception) -> Outcome:
-    """Turn any exception of an attempt into the outcome to record."""
-    if isinstance(exc, PermanentFailure):
-        return Outcome(EventStatus.DEAD, str(exc))
-    error = str(exc) if isinstance(exc, TransientFailure) else f"{type(exc).__name__}: {exc}"
-    if not isinstance(exc, TransientFailure):
-        # Not a failure this code anticipated: the traceback is what a developer needs.
-        log.exception("event %s attempt %d raised %s", claim.event_id, claim.number, error)
-    if claim.attempts >= runtime.settings.process_max_attempts:
-        return Outcome(EventStatus.DEAD, f"gave up after {claim.attempts} attempts: {error}")
-    retry_after = exc.retry_after if isinstance(exc, TransientFailure) else None
-    return Outcome(EventStatus.FAILED, error, retry_after=retry_after)
-
-
-def _finish(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
-    """Record the attempt's outcome under its claim; return False if the claim was taken over.
-
-    A failure schedules the next attempt: the relay publishes the event at next_attempt_at.
-    """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "finished_at": now,
-        "claim_token": None,
-        "lease_expires_at": None,
-        "status_reason": clip(E.status_reason, outcome.reason),
-        "updated_at": now,
-    }
-    error = None
-    retry_at = None
-    if outcome.status in (EventStatus.FAILED, EventStatus.DEAD):
-        error = outcome.reason
-        values["last_error"] = clip(E.last_error, error)
-    if outcome.status is EventStatus.FAILED:
-        delay = backoff_seconds(
-            claim.attempts, outcome.retry_after, runtime.settings.process_retry_base_seconds
-        )
-        retry_at = now + dt.timedelta(seconds=delay)
-        values["next_attempt_at"] = retry_at
-        values["status_reason"] = f"attempt {claim.number} failed; retry at {retry_at.isoformat()}"
-    with runtime.sessions.begin() as session:
-        moved = session.execute(
-            move(outcome.status, E.id == claim.pk, E.claim_token == claim.token, **values)
-        ).rowcount  # type: ignore[attr-defined]
-        session.execute(
-            finish_attempt(
-                claim.event_id,
-                AttemptOutcome(outcome.status.value),
-                error,
-                now,
-                retry_at=retry_at,
-                number=claim.number,
-            )
-        )
-    if moved and outcome.status is not EventStatus.FAILED:
-        EVENTS_FINISHED.labels(outcome.status.value).inc()
-    if not moved:
-        log.warning(
-            "event %s: attempt %d's claim was taken over (its lease lapsed); outcome %s dropped",
-            claim.event_id,
-            claim.number,
-            outcome.status.value,
-        )
-    elif outcome.status is EventStatus.FAILED:
-        log.warning(
-            "event %s attempt %d failed (%s); retry at %s",
-            claim.event_id,
-            claim.number,
-            outcome.reason,
-            retry_at,
-        )
-    elif outcome.status is EventStatus.DEAD:
-        log.error("event %s dead: %s", claim.event_id, outcome.reason)
-    return bool(moved)
-
-
-# --- the generation ------------------------------------------------------------------------
-
-
 @traced("rivya.get_generation")
-def _fetch(runtime: Runtime, task_id: str) -> dict[str, Any] | None:
+def _fetch(runtime: Runtime, task_id: str) -> GenerationDocument | None:
     """Return the generation from Rivya, or None when Rivya says it does not exist."""
     try:
-        return runtime.rivya.get_generation(task_id)
+        document = runtime.rivya.get_generation(task_id)
     except RivyaError as exc:
         if exc.code == contract.ERROR_NOT_FOUND:
             return None
@@ -392,6 +110,7 @@ def _fetch(runtime: Runtime, task_id: str) -> dict[str, Any] | None:
         if exc.retryable:
             raise TransientFailure(f"Rivya: {exc}", exc.retry_after) from exc
         raise PermanentFailure(f"Rivya: {exc}") from exc
+    return parse_generation(document)
 
 
 def _process_generation(runtime: Runtime, claim: Claim) -> Outcome:
@@ -421,10 +140,10 @@ def _process_generation(runtime: Runtime, claim: Claim) -> Outcome:
     return Outcome(EventStatus.PROCESSED, None, stored)
 
 
-def store_outputs(runtime: Runtime, claim: Claim, document: dict[str, Any]) -> int:
+def store_outputs(runtime: Runtime, claim: Claim, document: GenerationDocument) -> int:
     """Download and store every output not stored yet; return how many this call stored."""
     task_id = claim.task_id
-    urls = result_urls(document)
+    urls = document.result_urls
     with runtime.sessions() as session:
         done = set(
             session.scalars(
@@ -451,7 +170,7 @@ def store_outputs(runtime: Runtime, claim: Claim, document: dict[str, Any]) -> i
             fresh = _fetch(runtime, task_id)
             if fresh is None:
                 raise PermanentFailure(f"generation {task_id} vanished at Rivya") from exc
-            urls = result_urls(fresh)
+            urls = fresh.result_urls
         except DownloadError as exc:
             DOWNLOADS.labels("failed").inc()
             if exc.retryable:

@@ -38,7 +38,7 @@ from rivyahooks_foundation.metrics.worker import RECONCILE_FOUND
 from rivyahooks_protocol import contract
 from rivyahooks_protocol.envelope import envelope_from_dict
 from rivyahooks_protocol.errors import RivyaError
-from tasks.generation_state import lenient_time
+from rivyahooks_protocol.timestamps import lenient_timestamp
 from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def _read_event_log(
             page = []
         pages_seen = pager.pages
         page.append(event)
-        created = lenient_time(event.get("created_at")) if isinstance(event, dict) else None
+        created = lenient_timestamp(event.get("created_at")) if isinstance(event, dict) else None
         if created is not None and (newest is None or created > newest):
             newest = created
         if pager.events % 500 == 0:

@@ -13,9 +13,11 @@ import logging
 
 from celery import Task, shared_task
 
+from rivyahooks_protocol.backoff import backoff_seconds
 from storage import open_storage
 from tasks import names
-from tasks.processing import DatabaseUnavailable, backoff_seconds, process_event
+from tasks.outcomes import BACKOFF_MAX_SECONDS, DatabaseUnavailable
+from tasks.processing import process_event
 from tasks.reconcile import ReconcileBusy, reconcile
 from tasks.retention import purge
 from tasks.sweep import sweep
@@ -43,7 +45,11 @@ def process(self: Task, event_id: str, resume: str | None = None) -> None:
     try:
         process_event(self.app.runtime, event_id, resume=resume)
     except DatabaseUnavailable as exc:
-        delay = backoff_seconds(self.request.retries + 1, None, DATABASE_RETRY_BASE_SECONDS)
+        delay = backoff_seconds(
+            self.request.retries + 1,
+            base_seconds=DATABASE_RETRY_BASE_SECONDS,
+            max_seconds=BACKOFF_MAX_SECONDS,
+        )
         cause = exc.__cause__
         log.warning(
             "event %s: database unavailable (%s: %s); retry %d of %d in %.1f s",

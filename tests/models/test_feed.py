@@ -22,6 +22,7 @@ from models import feed, generations
 from models.db import make_session_factory
 from models.generations import Generation, insert_output
 from rivyahooks_foundation.settings import Settings
+from rivyahooks_protocol.generation import parse_generation
 from tasks.generation_state import apply_generation, lock_generation
 from tests.conftest import SECRET
 from tests.support.eventually import eventually
@@ -49,12 +50,14 @@ def change(session: Session, task_id: str, version: int) -> Generation:
     generation = lock_generation(session, task_id)
     applied = apply_generation(
         generation,
-        {
-            "id": task_id,
-            "status": "processing",
-            "model": f"v{version}",
-            "updated_at": f"2026-05-11T10:{version // 60:02d}:{version % 60:02d}.000Z",
-        },
+        parse_generation(
+            {
+                "id": task_id,
+                "status": "processing",
+                "model": f"v{version}",
+                "updated_at": f"2026-05-11T10:{version // 60:02d}:{version % 60:02d}.000Z",
+            }
+        ),
     )
     assert applied
     return generation

@@ -5,12 +5,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
 import pytest
 
-from rivyahooks_protocol.client import RivyaClient, parse_retry_after
+from rivyahooks_protocol.client import RivyaClient
 from rivyahooks_protocol.errors import (
     RivyaError,
     RivyaNetworkError,
@@ -137,12 +135,3 @@ def test_hostile_retry_after_is_capped(sim: Simulator) -> None:
         started = time.monotonic()
         client.credits()
     assert time.monotonic() - started < 2
-
-
-def test_parse_retry_after_seconds_and_http_date() -> None:
-    now = datetime(2026, 5, 11, 10, 0, tzinfo=UTC)
-    later = format_datetime(now + timedelta(seconds=30), usegmt=True)
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(30)
-    assert parse_retry_after("yesterday-ish") is None
-    assert parse_retry_after(None) is None

@@ -5,22 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from models.generations import Generation, GenerationStatus
-from tasks.generation_state import apply_generation, result_urls
+from rivyahooks_protocol.generation import GenerationDocument, parse_generation
+from tasks.generation_state import apply_generation
 
 
-def document(status: str, updated_at: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": "task_1",
-        "status": status,
-        "model": "img-1",
-        "reserved_credits": 4,
-        "final_credits": 0,
-        "created_at": "2026-05-11T10:00:00.000Z",
-        "updated_at": updated_at,
-        "result": None,
-        "error": None,
-        **extra,
-    }
+def document(status: str, updated_at: str, **extra: Any) -> GenerationDocument:
+    return parse_generation(
+        {
+            "id": "task_1",
+            "status": status,
+            "model": "img-1",
+            "reserved_credits": 4,
+            "final_credits": 0,
+            "created_at": "2026-05-11T10:00:00.000Z",
+            "updated_at": updated_at,
+            "result": None,
+            "error": None,
+            **extra,
+        }
+    )
 
 
 def fresh() -> Generation:
@@ -65,7 +68,38 @@ def test_succeeded_without_url_is_an_anomaly_not_a_crash() -> None:
     assert generation.anomaly == "succeeded with no result URL"
 
 
-def test_result_urls_fall_back_to_primary_url() -> None:
-    assert result_urls({"result": {"primary_url": "https://x/1", "urls": []}}) == ["https://x/1"]
-    assert result_urls({"result": {"primary_url": "https://x/1", "urls": ["a", "b"]}}) == ["a", "b"]
-    assert result_urls({"result": None}) == []
+def test_an_unknown_status_changes_nothing() -> None:
+    generation = fresh()
+    assert not apply_generation(generation, document("paused", "2026-05-11T10:00:05.000Z"))
+    assert generation.status is GenerationStatus.QUEUED
+    assert generation.model is None
+    assert generation.rivya_updated_at is None
+
+
+def test_fields_are_taken_from_the_document() -> None:
+    generation = fresh()
+    failed = document(
+        "failed",
+        "2026-05-11T10:00:05.000Z",
+        final_credits=1.5,
+        error={"code": "model_timeout", "message": "took too long"},
+    )
+    assert apply_generation(generation, failed)
+    assert (generation.model, generation.reserved_credits, generation.final_credits) == (
+        "img-1",
+        4.0,
+        1.5,
+    )
+    assert generation.rivya_created_at == failed.created_at
+    assert generation.rivya_updated_at == failed.updated_at
+    assert generation.finished_at == failed.updated_at
+    assert (generation.error_code, generation.error_message) == ("model_timeout", "took too long")
+
+
+def test_an_unreadable_time_keeps_the_one_already_recorded() -> None:
+    generation = fresh()
+    apply_generation(generation, document("processing", "2026-05-11T10:00:05.000Z"))
+    recorded = generation.rivya_updated_at
+    assert apply_generation(generation, document("processing", "soon", created_at=None))
+    assert generation.rivya_updated_at == recorded
+    assert generation.rivya_created_at is not None

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.wrappers import Request, Response
 
 from models.events import AttemptOutcome, EventAttempt, EventStatus
 from models.generations import Generation, GenerationOutput, GenerationStatus
@@ -17,10 +22,20 @@ from rivyahooks_simulator.config import Faults, SimConfig
 from rivyahooks_simulator.content import result_bytes_sha256
 from rivyahooks_simulator.server import Simulator
 from storage.files import FileStorage
-from tasks.processing import Outcome, process_event
+from tasks.outcomes import DatabaseUnavailable, Outcome
+from tasks.processing import process_event
 from tasks.runtime import Runtime
+from tests.support import services
+from tests.support.attempts import (
+    generation,
+    one_output_simulator,
+    rivya_answering,
+    settings_for,
+)
 from tests.support.eventually import eventually
-from tests.support.inbox import add_event, read_event
+from tests.support.inbox import add_event, attempt_history, read_event
+from tests.support.processes import celery_worker, own_redis_database, relay
+from tests.support.tcpproxy import tcp_proxy
 
 OUTPUT_BYTES = 100_000
 
@@ -258,3 +273,184 @@ def test_attempts_are_bounded_then_dead(
     # An operator's alerting reads the log: the death is an error line with its reason.
     (line,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "evt_d dead: gave up after 2 attempts" in line.getMessage()
+
+
+# --- answers no simulator gives ------------------------------------------------------------
+
+
+def test_a_content_type_longer_than_its_column_is_cut_before_storing(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    body = b"result bytes " * 100
+    content_type = "image/png; comment=" + "x" * 400
+
+    def answer(request: Request) -> Response:
+        if request.path.startswith("/results/"):
+            return Response(body, headers={"Content-Type": content_type})
+        return generation("task_long_type", [f"{request.host_url}results/0"])
+
+    add_event(sessions, "evt_type", task_id="task_long_type")
+    with rivya_answering(settings, answer) as runtime:
+        outcome = process_event(runtime, "evt_type")
+
+    assert outcome is not None
+    assert outcome.status is EventStatus.PROCESSED, read_event(sessions, "evt_type").last_error
+    with sessions() as session:
+        (output,) = session.scalars(select(GenerationOutput)).all()
+    assert output.content_type == content_type[:255]
+    assert output.sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_bare_404_is_a_failure_that_names_rivya_api_base(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    def answer(request: Request) -> Response:
+        # What a proxy or another server says at a wrong base URL: no Rivya error envelope.
+        return Response("<html>404 Not Found</html>", status=404, content_type="text/html")
+
+    add_event(sessions, "evt_404", task_id="task_somewhere")
+    with rivya_answering(settings, answer) as runtime:
+        outcome = process_event(runtime, "evt_404")
+
+    assert outcome is not None
+    assert outcome.status is EventStatus.FAILED
+    event = read_event(sessions, "evt_404")
+    assert event.status is EventStatus.FAILED
+    assert "RIVYA_API_BASE" in (event.last_error or "")
+    assert "not_found" in (event.last_error or "")
+
+
+# --- database outages ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def single_output_simulator() -> Iterator[Simulator]:
+    with one_output_simulator() as sim:
+        yield sim
+
+
+@pytest.mark.postgres
+def test_a_database_outage_mid_attempt_resumes_the_same_claim(
+    postgres_url: str, settings: Settings, single_output_simulator: Simulator, postgres_engine: Any
+) -> None:
+    from models.db import make_session_factory
+
+    sessions = make_session_factory(postgres_engine)
+    (task_id,) = single_output_simulator.scenario(1, outcome="succeeded")
+    single_output_simulator.wait_terminal([task_id])
+    add_event(sessions, "evt_db", task_id=task_id)
+    # Rivya answers slowly: the database goes away while the attempt waits for it.
+    single_output_simulator.set_faults(slow_ratio=1.0, slow_seconds=1.0)
+    target = urlsplit(services.POSTGRES_ADMIN_URL)
+    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+        runtime = Runtime(
+            settings_for(
+                settings.replace(database_url=proxied.render_as_string(hide_password=False)),
+                single_output_simulator.url,
+                single_output_simulator.api_key,
+            )
+        )
+        raised: list[BaseException] = []
+
+        def attempt() -> None:
+            try:
+                process_event(runtime, "evt_db")
+            except BaseException as exc:
+                raised.append(exc)
+
+        worker = threading.Thread(target=attempt)
+        try:
+            worker.start()
+            eventually(
+                lambda: read_event(sessions, "evt_db").status is EventStatus.PROCESSING,
+                10,
+                what="claim",
+            )
+            proxy.cut()
+            worker.join(30)
+            (error,) = raised
+            assert isinstance(error, DatabaseUnavailable)
+            claimed = read_event(sessions, "evt_db")
+            assert claimed.status is EventStatus.PROCESSING
+            assert error.resume == claimed.claim_token
+
+            proxy.restore()
+            single_output_simulator.set_faults(slow_ratio=0.0)
+            # A plain redelivery is refused: the claim is live ...
+            assert process_event(runtime, "evt_db") is None
+            # ... the task's own retry resumes it, as the same attempt.
+            outcome = process_event(runtime, "evt_db", resume=error.resume)
+        finally:
+            runtime.close()
+
+    assert outcome is not None
+    assert outcome.status is EventStatus.PROCESSED
+    event = read_event(sessions, "evt_db")
+    assert event.status is EventStatus.PROCESSED
+    assert event.attempts == 1
+    assert attempt_history(sessions, "evt_db") == [(1, AttemptOutcome.PROCESSED)]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_real_worker_rides_out_a_database_outage_without_losing_the_attempt(
+    postgres_url: str,
+    redis_url: str,
+    postgres_engine: Any,
+    single_output_simulator: Simulator,
+    tmp_path: Path,
+) -> None:
+    from models.db import make_session_factory
+
+    sessions = make_session_factory(postgres_engine)
+    settings = settings_for(
+        Settings(
+            database_url=postgres_url,
+            broker_url=own_redis_database(redis_url, 10),
+            storage_url=f"file://{tmp_path / 'results'}",
+        ),
+        single_output_simulator.url,
+        single_output_simulator.api_key,
+    )
+    (task_id,) = single_output_simulator.scenario(1, outcome="succeeded")
+    single_output_simulator.wait_terminal([task_id])
+    # Rivya answers slowly: the database goes away while the attempt waits for it.
+    single_output_simulator.set_faults(slow_ratio=1.0, slow_seconds=1.0)
+    target = urlsplit(services.POSTGRES_ADMIN_URL)
+    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+        worker_settings = settings.replace(
+            database_url=proxied.render_as_string(hide_password=False)
+        )
+        with (
+            relay(settings, log=tmp_path / "relay.log"),
+            celery_worker(worker_settings, concurrency=1, log=tmp_path / "worker.log"),
+        ):
+            add_event(sessions, "evt_outage", task_id=task_id)
+            eventually(
+                lambda: read_event(sessions, "evt_outage").status is EventStatus.PROCESSING,
+                30,
+                what="the claim",
+            )
+            proxy.cut()
+            # The attempt fails on the database and the task schedules its own retry.
+            eventually(
+                lambda: "database unavailable" in (tmp_path / "worker.log").read_text(),
+                30,
+                what="the worker to meet the outage",
+            )
+            single_output_simulator.set_faults(slow_ratio=0.0)
+            proxy.restore()
+            eventually(
+                lambda: read_event(sessions, "evt_outage").status is EventStatus.PROCESSED,
+                60,
+                what="the event to be processed",
+            )
+
+    event = read_event(sessions, "evt_outage")
+    assert event.attempts == 1
+    assert attempt_history(sessions, "evt_outage") == [(1, AttemptOutcome.PROCESSED)]
+    with sessions() as session:
+        assert len(session.scalars(select(GenerationOutput)).all()) == 1
