@@ -80,7 +80,10 @@ def _error(error: Any) -> GenerationError | None:
 def _result_urls(result: Any) -> tuple[str, ...]:
     if not isinstance(result, dict):
         return ()
-    urls = [u for u in result.get("urls") or [] if isinstance(u, str) and u]
+    listed = result.get("urls")
+    # Only a list is a list of URLs: a string would be read one character at a time, and a
+    # number would stop the parse of a document whose status needs no URL at all.
+    urls = [u for u in listed if isinstance(u, str) and u] if isinstance(listed, list) else []
     if not urls and isinstance(result.get("primary_url"), str) and result["primary_url"]:
         urls = [result["primary_url"]]
     return tuple(urls)

@@ -132,6 +132,10 @@ def test_result_urls_skip_what_is_not_a_url_string() -> None:
     assert urls({"primary_url": 5, "urls": []}) == ()
     for odd in (None, [], "https://x/1", ["https://x/1"]):
         assert urls(odd) == ()
+    # `urls` that is not a list: nothing read from it (not one URL per character, no error).
+    assert urls({"urls": "https://x/1"}) == ()
+    assert urls({"primary_url": "p", "urls": 5}) == ("p",)
+    assert parse_generation({"status": "failed", "result": {"urls": 5}}).result_urls == ()
     assert parse_generation({"status": "succeeded"}).result_urls == ()
 
 
