@@ -33,6 +33,7 @@ from models.events import UNFINISHED_STATUSES, EventSource, WebhookEvent
 from models.generations import Generation, GenerationOutput
 from models.migrate import upgrade
 from rivyahooks.output import table
+from rivyahooks.procfile import procfile_roles
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol.client import RivyaClient
 from rivyahooks_simulator.content import result_bytes_sha256
@@ -85,16 +86,6 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-
-
-def procfile_roles(path: Path) -> dict[str, str]:
-    """Return the Procfile's commands by role."""
-    roles: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        role, sep, command = line.partition(":")
-        if sep and role.strip() and not line.startswith("#"):
-            roles[role.strip()] = command.strip()
-    return roles
 
 
 def _wait_until(what: str, ready: Callable[[], bool], processes: Processes, timeout: float) -> None:

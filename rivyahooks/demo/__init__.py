@@ -1,0 +1,1 @@
+"""`make demo`: the whole service end to end on embedded defaults, in under two minutes."""
