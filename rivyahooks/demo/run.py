@@ -10,12 +10,9 @@ import base64
 import os
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -25,6 +22,7 @@ from rivyahooks.demo.progress import http_ok, say, wait_until
 from rivyahooks.demo.report import check_generations, results_api_example
 from rivyahooks.demo.scenario import run_scenario, simulator_state
 from rivyahooks.procfile import procfile_roles
+from rivyahooks.supervisor import Spec, Supervisor, exit_on_stop_signals, ignore_stop_signals
 from rivyahooks_foundation.settings import Settings
 from tasks.runtime import Runtime
 
@@ -40,36 +38,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@dataclass
-class Processes:
-    logs: Path
-    started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child)
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
-        self.started.append((name, process))
-
-    def check_alive(self) -> None:
-        for name, process in self.started:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}"
-                )
-
-    def stop_all(self) -> None:
-        for _name, process in reversed(self.started):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _name, process in self.started:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def _settings(sim_port: int) -> Settings:
@@ -139,10 +107,6 @@ def _simulator_command(
     ]
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def run_demo(generations: int = 50, keep_running: bool = False) -> int:
     """Run the demo; return the exit status (0 only if every generation is accounted for).
 
@@ -159,17 +123,17 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
     settings = _settings(sim_port)
     env = {**os.environ, **settings.to_env(), "HOST": "127.0.0.1", "PORT": str(web_port)}
     env.update(WEB_CONCURRENCY="2", WEB_THREADS="4")
-    processes = Processes(logs)
+    supervisor = Supervisor()
     # Each role runs in a session of its own, out of reach of the terminal's signals: a
     # `kill` of the demo or a closed terminal must stop them as Ctrl-C does, through the
     # `finally` below, rather than end the demo alone and leave every role running.
-    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop_signal, _exit_on_signal)
+    exit_on_stop_signals()
     try:
         say("migrating the SQLite database")
         upgrade(settings.database_url)
         say(f"starting the simulator (drops {DROP_RATIO:.0%}, duplicates {DUPLICATE_RATIO:.0%})")
-        processes.start("simulator", _simulator_command(bin_dir, settings, sim_port, web_port), env)
+        simulator = _simulator_command(bin_dir, settings, sim_port, web_port)
+        supervisor.start(Spec("simulator", simulator, env=env, log=logs / "simulator.log"))
         say("starting web (gunicorn), relay, worker and beat with the Procfile's own lines")
         # The Procfile's commands, run by a shell as a platform runs them, with this
         # environment's executables first on PATH: the demo proves the Procfile works.
@@ -177,39 +141,39 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
         env["WORKER_CONCURRENCY"] = "4"
         roles = procfile_roles(Path("Procfile"))
         for role in ("web", "relay", "worker", "beat"):
-            processes.start(role, ["bash", "-c", roles[role]], env)
+            command = ["bash", "-c", roles[role]]
+            supervisor.start(Spec(role, command, env=env, log=logs / f"{role}.log"))
         wait_until(
             "the simulator",
             lambda: http_ok(f"{settings.rivya_api_base}/_sim/state"),
-            processes.check_alive,
+            supervisor.watch,
             30,
         )
         wait_until(
             "the receiver",
             lambda: http_ok(f"http://127.0.0.1:{web_port}/healthz"),
-            processes.check_alive,
+            supervisor.watch,
             30,
         )
         status = _exercise(
-            settings, processes, generations, started, f"http://127.0.0.1:{web_port}"
+            settings, supervisor, generations, started, f"http://127.0.0.1:{web_port}"
         )
         if keep_running and status == 0:
-            _serve_console(settings, web_port, processes)
+            _serve_console(settings, web_port, supervisor)
         return status
     except (RuntimeError, TimeoutError) as exc:
         say(f"FAILED: {exc}; logs are in {logs}")
         return 1
     finally:
         # A second signal must not cut the stop short and leave some roles running.
-        for stop_signal in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(stop_signal, signal.SIG_IGN)
+        ignore_stop_signals()
         say("stopping everything the demo started")
-        processes.stop_all()
+        supervisor.stop_all()
         # Results and logs stay for a look; the next run starts from scratch.
         say(f"results and logs are in {DEMO_DIR}")
 
 
-def _serve_console(settings: Settings, web_port: int, processes: Processes) -> None:
+def _serve_console(settings: Settings, web_port: int, supervisor: Supervisor) -> None:
     """Keep everything running for a look at the console, until Ctrl-C."""
     click.echo(
         f"\nconsole:         http://127.0.0.1:{web_port}/console/\n"
@@ -219,7 +183,7 @@ def _serve_console(settings: Settings, web_port: int, processes: Processes) -> N
     )
     try:
         while True:
-            processes.check_alive()
+            supervisor.watch()
             time.sleep(1)
     except KeyboardInterrupt:
         click.echo("", err=True)
@@ -228,11 +192,11 @@ def _serve_console(settings: Settings, web_port: int, processes: Processes) -> N
 
 
 def _exercise(
-    settings: Settings, processes: Processes, count: int, started: float, web_url: str
+    settings: Settings, supervisor: Supervisor, count: int, started: float, web_url: str
 ) -> int:
     """Run the scenario and print the report; return the exit status."""
     runtime = Runtime(settings)
-    task_ids = run_scenario(runtime, processes.check_alive, count, started + DEADLINE_SECONDS)
+    task_ids = run_scenario(runtime, supervisor.watch, count, started + DEADLINE_SECONDS)
     report = check_generations(
         settings,
         runtime.sessions,
