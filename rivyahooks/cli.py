@@ -90,7 +90,7 @@ def demo(generations: int, keep_running: bool) -> None:
     """Run the whole service end to end on embedded defaults and print what happened."""
     import sys
 
-    from rivyahooks.demo import run_demo
+    from rivyahooks.demo.run import run_demo
 
     # Off a terminal (CI, scripts) nobody can press Ctrl-C: the run ends with its status.
     keep = keep_running and sys.stdin.isatty()

@@ -1,4 +1,4 @@
-"""What every command shares: settings from the environment, failures, JSON and progress."""
+"""What every command shares: settings from the environment, exit codes, JSON, tables, progress."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ from standardwebhooks.webhooks import Webhook
 from models.db import make_engine
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
-from rivyahooks.demo import procfile_roles
+from rivyahooks.procfile import procfile_roles
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol import contract
 from rivyahooks_simulator.config import SimConfig

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rivyahooks.demo import procfile_roles
+from rivyahooks.procfile import procfile_roles
 from tests.support.compose import docker_compose, project
 from tests.support.processes import ROOT
 

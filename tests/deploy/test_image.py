@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from models.events import EventStatus, WebhookEvent
 from models.generations import GenerationOutput
-from rivyahooks.demo import procfile_roles
+from rivyahooks.procfile import procfile_roles
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.content import result_bytes_sha256

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from rivyahooks.demo import procfile_roles
+from rivyahooks.procfile import procfile_roles
 from tests.support import services
 from tests.support.processes import ROOT
 

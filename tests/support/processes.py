@@ -1,4 +1,8 @@
-"""Start the service's real processes (gunicorn, the relay, a Celery worker) for a test."""
+"""Start the service's real processes (gunicorn, the relay, a Celery worker) for a test.
+
+Each runs under the command's own supervisor (rivyahooks.supervisor), in a process group of
+its own, stopped with everything it started when the test is done.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from rivyahooks.supervisor import STOP_TIMEOUT_SECONDS, Child, Spec, Supervisor, stop_group
+from rivyahooks.supervisor import group_members as group_members
 from rivyahooks_foundation.settings import Settings
 from tests.support.eventually import eventually
 
@@ -64,37 +70,30 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 3
     eventually(serving, timeout, interval=0.1, what=f"{url} to answer")
 
 
-def group_members(pgid: int) -> list[int]:
-    """Return the live processes of a process group (zombies excluded), read from /proc.
-
-    A child orphaned by its shell keeps the group, so an empty group after a role stopped
-    means nothing of that role survived.
-    """
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        # The command name may hold spaces and parentheses; the fields after the last ')'
-        # are fixed: state, ppid, pgrp, ...
-        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+def stop(
+    process: subprocess.Popen[bytes],
+    sig: int = signal.SIGTERM,
+    timeout: float = STOP_TIMEOUT_SECONDS,
+) -> None:
+    """Stop a process started in a session of its own, and everything of its process group."""
+    stop_group(process, sig, timeout)
 
 
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, sig)
+@contextmanager
+def supervised(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    log: Path | None,
+    stop_timeout: float = STOP_TIMEOUT_SECONDS,
+) -> Iterator[Child]:
+    """Run one process from the checkout for the block, in a process group of its own."""
+    supervisor = Supervisor(stop_timeout)
+    child = supervisor.start(Spec(name, command, env=env, cwd=ROOT, log=log))
     try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
+        yield child
+    finally:
+        supervisor.stop_all()
 
 
 @contextmanager
@@ -115,23 +114,11 @@ def gunicorn(
         WEB_THREADS=str(threads),
         **extra_env,
     )
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "receiver:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=out,
-        stderr=out,
-        start_new_session=True,
-    )
-    try:
+    command = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "receiver:create_app()"]
+    with supervised("web", command, env, log) as web:
         url = f"http://127.0.0.1:{port}"
-        wait_for_http(url + "/healthz", process)
+        wait_for_http(url + "/healthz", web.process)
         yield url
-    finally:
-        stop(process)
-        if log:
-            out.close()  # type: ignore[union-attr]
 
 
 @contextmanager
@@ -162,87 +149,64 @@ def celery_worker(
         # Beat's schedule file goes beside the log, or in a directory of its own.
         schedule_dir = log.parent if log else Path(tempfile.mkdtemp(prefix="beat-"))
         command += ["--beat", "--schedule", str(schedule_dir / "beat")]
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
-    )
-    try:
-        yield process
-    finally:
-        stop(process, timeout=30)
-        if log:
-            out.close()  # type: ignore[union-attr]
+    with supervised("worker", command, env, log, stop_timeout=30) as worker:
+        yield worker.process
 
 
 class Supervised:
     """A process restarted whenever it exits, as a platform restarts a crashed role."""
 
-    def __init__(self, command: list[str], env: dict[str, str], log: Path | None) -> None:
-        self._command = command
-        self._env = env
-        self._out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    def __init__(
+        self, name: str, command: list[str], env: dict[str, str], log: Path | None
+    ) -> None:
+        self._supervisor = Supervisor()
+        spec = Spec(name, command, env=env, cwd=ROOT, log=log, restart=True)
+        self._child = self._supervisor.start(spec)
         self._stopping = threading.Event()
-        self.starts = 0
-        self.process = self._start()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        self.starts += 1
-        return subprocess.Popen(
-            self._command,
-            cwd=ROOT,
-            env=self._env,
-            stdout=self._out,
-            stderr=self._out,
-            start_new_session=True,
-        )
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self._child.process
+
+    @property
+    def starts(self) -> int:
+        return self._child.starts
 
     def _watch(self) -> None:
         while not self._stopping.is_set():
-            if self.process.poll() is not None and not self._stopping.is_set():
-                self.process = self._start()
+            self._supervisor.watch()
             self._stopping.wait(0.1)
 
     def stop(self) -> None:
         self._stopping.set()
-        self._watcher.join(5)
-        stop(self.process)
-        if self._out is not subprocess.DEVNULL:
-            self._out.close()  # type: ignore[union-attr]
+        # Not before the watcher is done: a restart under way would outlive the stop.
+        self._watcher.join()
+        self._supervisor.stop_all()
 
 
 @contextmanager
 def relay(settings: Settings, log: Path | None = None) -> Iterator[Supervised]:
     """Run the relay role (`rivya-hooks relay`), restarted if it dies; yield it."""
-    supervised = Supervised([str(BIN / "rivya-hooks"), "relay"], child_env(settings), log)
+    role = Supervised("relay", [str(BIN / "rivya-hooks"), "relay"], child_env(settings), log)
     try:
-        yield supervised
+        yield role
     finally:
-        supervised.stop()
+        role.stop()
 
 
 @contextmanager
 def celery_beat(settings: Settings, schedule: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run the Procfile's beat (a process of its own, unlike `worker --beat`)."""
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "--quiet",
-                "-A",
-                "tasks.worker",
-                "beat",
-                "--schedule",
-                str(schedule),
-            ],
-            cwd=ROOT,
-            env=child_env(settings),
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-        try:
-            yield process
-        finally:
-            stop(process)
+    command = [
+        str(BIN / "celery"),
+        "--quiet",
+        "-A",
+        "tasks.worker",
+        "beat",
+        "--schedule",
+        str(schedule),
+    ]
+    with supervised("beat", command, child_env(settings), log) as beat:
+        yield beat.process

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import EventSource
 from models.inbox import insert_event
-from rivyahooks.demo import procfile_roles
+from rivyahooks.procfile import procfile_roles
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.server import Simulator

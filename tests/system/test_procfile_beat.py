@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rivyahooks.demo import procfile_roles
+from rivyahooks.procfile import procfile_roles
 from rivyahooks_foundation.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.processes import BIN, ROOT, child_env, group_members

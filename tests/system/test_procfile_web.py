@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.events import WebhookEvent
-from rivyahooks.demo import procfile_roles
+from rivyahooks.procfile import procfile_roles
 from rivyahooks_foundation.settings import Settings
 from tests.conftest import SECRET, make_event, reference_signed
 from tests.support.processes import BIN, ROOT, child_env, free_port, stop, wait_for_http
