@@ -6,37 +6,18 @@ Real processing code against a real database; each test asserts on the rows it l
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.events import AttemptOutcome, EventStatus
-from rivyahooks_foundation.settings import Settings
-from rivyahooks_simulator.server import Simulator
 from tasks.claims import LapsedClaim, claim_event, expire_lease
 from tasks.outcomes import Outcome, record_outcome
 from tasks.runtime import Runtime
 from tests.support.attempts import (
     change,
-    lifecycle_runtime,
-    one_output_simulator,
 )
 from tests.support.inbox import add_event, attempt_history, read_event
-
-
-@pytest.fixture
-def simulator() -> Iterator[Simulator]:
-    with one_output_simulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def runtime(settings: Settings, simulator: Simulator) -> Iterator[Runtime]:
-    with lifecycle_runtime(settings, simulator) as runtime:
-        yield runtime
-
 
 # --- claims --------------------------------------------------------------------------------
 

@@ -22,25 +22,11 @@ from tasks.processing import process_event
 from tasks.runtime import Runtime
 from tests.support.attempts import (
     generation,
-    lifecycle_runtime,
-    one_output_simulator,
     rivya_answering,
     settings_for,
 )
 from tests.support.eventually import eventually
 from tests.support.inbox import add_event, attempt_history, read_event
-
-
-@pytest.fixture
-def simulator() -> Iterator[Simulator]:
-    with one_output_simulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def runtime(settings: Settings, simulator: Simulator) -> Iterator[Runtime]:
-    with lifecycle_runtime(settings, simulator) as runtime:
-        yield runtime
 
 
 def test_a_task_id_no_url_can_hold_ends_dead_with_the_reason(

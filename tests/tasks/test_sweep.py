@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.events import AttemptOutcome, EventStatus
-from rivyahooks_foundation.settings import Settings
-from rivyahooks_simulator.server import Simulator
 from tasks.claims import claim_event
 from tasks.runtime import Runtime
 from tasks.sweep import sweep
 from tests.support.attempts import (
     change,
-    lifecycle_runtime,
-    one_output_simulator,
 )
 from tests.support.inbox import add_event, attempt_history, read_event
-
-
-@pytest.fixture
-def simulator() -> Iterator[Simulator]:
-    with one_output_simulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def runtime(settings: Settings, simulator: Simulator) -> Iterator[Runtime]:
-    with lifecycle_runtime(settings, simulator) as runtime:
-        yield runtime
 
 
 def test_the_sweeper_takes_back_a_lapsed_claim(
