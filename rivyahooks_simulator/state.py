@@ -599,6 +599,7 @@ class SimState:
                 "events": len(self.events.items),
                 "events_emitted": self.counters["events_emitted"],
                 "events_seeded": self.counters["events_seeded"],
+                "events_written_late": self.counters["events_written_late"],
                 "endpoints": len(self.endpoints),
                 "deliveries": {
                     "attempted": self.counters["deliveries_attempted"],
