@@ -6,6 +6,7 @@ final name never holds a partial one.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import time
@@ -63,8 +64,11 @@ class FileStorage:
         try:
             yield staged
         finally:
-            staged.handle.close()
             if not staged.committed:
+                # After a failed write (a full disk) the buffer still holds bytes and close()
+                # fails again; the partial must go all the same, or the disk stays full.
+                with contextlib.suppress(OSError):
+                    staged.handle.close()
                 staged.path.unlink(missing_ok=True)
 
     def commit(self, staged: Staged, key: str, content_type: str | None) -> None:

@@ -38,6 +38,32 @@ def test_uncommitted_staging_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.rglob("*")) == [storage.partials]
 
 
+def test_a_write_failing_with_bytes_still_buffered_leaves_no_partial(tmp_path: Path) -> None:
+    # The disk fills during a download: the failing write leaves bytes in Python's write
+    # buffer, so closing the file fails again. The partial must go all the same, or the disk
+    # stays full for every retry. A file size limit makes the kernel refuse the write (EFBIG)
+    # exactly as a full disk does (ENOSPC); the child ignores SIGXFSZ to get the error.
+    code = (
+        "import errno, resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from storage.files import FileStorage\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "s = FileStorage(Path(sys.argv[1]))\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))\n"
+        "try:\n"
+        "    with s.staging('task_3.0') as staged:\n"
+        "        for _ in range(100):\n"
+        "            staged.write(b'x' * 1024)\n"
+        "except OSError as exc:\n"
+        "    print(errno.errorcode[exc.errno])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "EFBIG", result.stderr
+    assert list(FileStorage(tmp_path).partials.iterdir()) == []
+
+
 def test_partials_of_a_dead_writer_are_removed(tmp_path: Path) -> None:
     # A child process stages a file and dies without cleaning up (as under SIGKILL).
     code = (
