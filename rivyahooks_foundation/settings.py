@@ -378,6 +378,17 @@ class Settings:
         "(at least 5 MiB)",
         whole(5 * 1024 * 1024),
     )
+    # The floor a file storage keeps free: where results share a disk with PostgreSQL, the
+    # database needs room for its WAL, or the receiver cannot store deliveries and answers
+    # 503. A download whose announced size would go below it is not started (a disk-full
+    # retry, later); 1 GiB is a few minutes of WAL at a busy rate.
+    storage_min_free_bytes: int = setting(
+        "STORAGE_MIN_FREE_BYTES",
+        1024**3,
+        "file storage: bytes that must stay free on the result disk after a download; one "
+        "that would leave less is not started and is retried later",
+        whole(0),
+    )
     reconcile_interval_seconds: int = setting(
         "RECONCILE_INTERVAL_SECONDS", 300, "how often beat runs the reconciler", whole(1)
     )
