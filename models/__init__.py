@@ -3,6 +3,7 @@
 from models import event_pages  # noqa: F401 (declares the console's indexes)
 from models.base import Base
 from models.delivery_counts import DeliveryCount
+from models.event_keys import EventKey
 from models.events import (
     AttemptOutcome,
     EventAttempt,
@@ -14,16 +15,15 @@ from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.operator_actions import OperatorAction
 from models.reconcile import ReconcileState
-from models.tombstones import EventTombstone
 
 __all__ = [
     "AttemptOutcome",
     "Base",
     "DeliveryCount",
     "EventAttempt",
+    "EventKey",
     "EventSource",
     "EventStatus",
-    "EventTombstone",
     "FeedCounter",
     "Generation",
     "GenerationOutput",
