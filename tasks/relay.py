@@ -16,6 +16,8 @@ took them, with a compare-and-set. If it dies in between, the rows are published
   awake for RELAY_ACTIVE_SECONDS, looking every ACTIVE_POLL_SECONDS: the receiver notifies
   at most every NOTIFY_EVERY_SECONDS per process (see models/inbox.py), so the deliveries
   in between are found by this short poll.
+- With a Redis broker it notices within seconds when Redis lost its messages (restarted
+  without persistence) and publishes what was enqueued before again (tasks/broker_loss.py).
 - When the broker or the database is unavailable it stops publishing, says so once, backs
   off, and resumes by itself. SIGTERM stops it after the batch in hand.
 """
@@ -37,6 +39,7 @@ from models.inbox import NOTIFY_EVERY_SECONDS, RELAY_CHANNEL, due_events, mark_e
 from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.metrics.relay import RELAY_LAG, RELAY_PUBLISHED
 from rivyahooks_foundation.settings import Settings
+from tasks.broker_loss import watch_for
 from tasks.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -138,6 +141,7 @@ class Relay:
             settings.database_url, transaction_pooling=settings.transaction_pooling
         )
         self.publisher = Publisher(settings)
+        self.broker_watch = watch_for(settings.broker_url)
         postgres = self.engine.dialect.name == "postgresql"
         # Why the relay does not LISTEN (None: it does); said in its first line.
         self.not_listening = _why_not_listening(settings, postgres)
@@ -187,6 +191,8 @@ class Relay:
         try:
             while not self._stopping.is_set():
                 try:
+                    if self.broker_watch is not None:
+                        self.broker_watch.check(self.engine)
                     count = self.publish_due()
                 except BrokerUnavailable as exc:
                     self.refused += 1
@@ -230,7 +236,14 @@ class Relay:
     def close(self) -> None:
         self._drop_listener()
         self.publisher.close()
+        if self.broker_watch is not None:
+            self.broker_watch.close()
         self.engine.dispose()
+
+    @property
+    def broker_checks(self) -> int:
+        """Return how many times the broker's sentinel was read (0 without a Redis broker)."""
+        return self.broker_watch.checks if self.broker_watch is not None else 0
 
     def publish_due(self) -> int:
         """Publish one batch of due events; return how many were published."""
