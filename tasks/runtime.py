@@ -85,7 +85,10 @@ class Runtime:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url)
+            self._engine = make_engine(
+                self.settings.database_url,
+                transaction_pooling=self.settings.transaction_pooling,
+            )
         return self._engine
 
     @property
