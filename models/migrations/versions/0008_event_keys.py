@@ -4,8 +4,8 @@ A purge that commits between a redelivery's tombstone check and its unique-index
 let the redelivery in. Every store now inserts the event's key first and the purge never
 deletes a key, so the primary key refuses the redelivery whatever the timing.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02 09:00:00.000000
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import models.base
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
