@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime
+from models.clock import database_now
 from models.db import dialect_insert
 from models.delivery_counts import forget_counts_before
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
@@ -72,6 +73,12 @@ def _old_events(cutoff: dt.datetime) -> Any:
     return (WebhookEvent.status.in_(PURGEABLE_EVENTS)) & (WebhookEvent.updated_at < cutoff)
 
 
+def _database_now(sessions: sessionmaker[Session]) -> dt.datetime:
+    """Return the database's time: ages are measured by it, whichever host purges."""
+    with sessions() as session:
+        return database_now(session)
+
+
 def purge_events(
     sessions: sessionmaker[Session],
     older_than: dt.timedelta,
@@ -81,7 +88,7 @@ def purge_events(
     say: Progress | None = None,
 ) -> None:
     """Delete finished events last changed before now - older_than, keeping tombstones."""
-    cutoff = utcnow() - older_than
+    cutoff = _database_now(sessions) - older_than
     summary.events_before = cutoff.isoformat()
     if summary.dry_run:
         with sessions() as session:
@@ -96,13 +103,14 @@ def purge_events(
             )
             if not ids:
                 return
+            purged_at = database_now(session)
             # Copied inside the database: no ids travel back and forth, and the statement
             # is compiled once, not once per batch of a thousand values.
             session.execute(
                 dialect_insert(session, EventTombstone)
                 .from_select(
                     ["event_id", "purged_at"],
-                    select(WebhookEvent.event_id, literal(utcnow(), UTCDateTime())).where(
+                    select(WebhookEvent.event_id, literal(purged_at, UTCDateTime())).where(
                         WebhookEvent.id.in_(ids)
                     ),
                 )
@@ -132,7 +140,7 @@ def expire_tombstones(
     say: Progress | None = None,
 ) -> None:
     """Delete the tombstones of events Rivya can no longer send again (TOMBSTONE_LIFETIME)."""
-    cutoff = utcnow() - TOMBSTONE_LIFETIME
+    cutoff = _database_now(sessions) - TOMBSTONE_LIFETIME
     summary.tombstones_before = cutoff.isoformat()
     old = EventTombstone.purged_at < cutoff  # the purged_at index
     if summary.dry_run:
@@ -169,7 +177,7 @@ def purge_results(
     Rows go first, then files: a crash in between leaves unreferenced files, never rows
     pointing at missing ones.
     """
-    cutoff = utcnow() - older_than
+    cutoff = _database_now(sessions) - older_than
     summary.results_before = cutoff.isoformat()
     last_id = 0
     while True:
@@ -235,7 +243,7 @@ def purge(
             # The console's per-minute delivery counts: one row per minute and outcome,
             # kept as long as the events they counted.
             with sessions.begin() as session:
-                forget_counts_before(session, utcnow() - events_older_than)
+                forget_counts_before(session, database_now(session) - events_older_than)
     if results_older_than is not None:
         purge_results(sessions, storage, results_older_than, summary, batch=batch, say=say)
     log.info("purge done", extra={"purge": summary.as_dict()})
