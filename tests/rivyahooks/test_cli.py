@@ -23,6 +23,7 @@ from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol import contract
 from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.server import Simulator
+from tests.support.processes import own_redis_database
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -270,6 +271,10 @@ def test_events_audit_names_every_stranded_event_and_why(  # type: ignore[no-unt
     assert "ok: every event is finished or scheduled" in clean.output
 
 
+# No other suite uses this Redis database.
+AUDIT_REDIS_DB = 15
+
+
 @pytest.mark.redis
 def test_events_audit_names_every_parked_event_why_and_the_next_step(  # type: ignore[no-untyped-def]
     run, sessions: sessionmaker[Session], redis_url: str
@@ -306,8 +311,10 @@ def test_events_audit_names_every_parked_event_why_and_the_next_step(  # type: i
                 update(WebhookEvent).where(WebhookEvent.event_id == event_id).values(**values)
             )
 
-    # The broker holds nothing (restarted empty): the message of `parked_lost` is gone.
-    result = run("events", "audit", "--json")
+    # The broker holds nothing (restarted empty): the message of `parked_lost` is gone. A
+    # Redis database of this test's own: the shared one is flushed by tests running meanwhile.
+    broker = own_redis_database(redis_url, AUDIT_REDIS_DB)
+    result = run("events", "audit", "--json", BROKER_URL=broker)
 
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
@@ -322,17 +329,17 @@ def test_events_audit_names_every_parked_event_why_and_the_next_step(  # type: i
     assert "events replay parked_lost" in parked["parked_lost"]["next_step"]
     assert "3 parked event(s)" in result.stderr
 
-    text = run("events", "audit")
+    text = run("events", "audit", BROKER_URL=broker)
     assert text.exit_code == 1, text.output
     assert "PARKED parked_overdue (failed): failed, due since" in text.output
     assert "start the relay" in text.output
 
     # A message on the broker for the one enqueued event: it is not lost.
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(broker)
     client.lpush("celery", b"{}")
     client.close()
     with sessions.begin() as session:
         session.execute(delete(WebhookEvent).where(WebhookEvent.event_id != "parked_lost"))
-    held = run("events", "audit", "--json")
+    held = run("events", "audit", "--json", BROKER_URL=broker)
     assert held.exit_code == 0, held.output
     assert json.loads(held.stdout)["broker_messages"] == 1
