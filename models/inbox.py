@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from models.base import clip, utcnow
+from models.clock import database_now
 from models.db import dialect_insert, dialect_name, make_engine
 from models.event_keys import EventKey
 from models.events import (
@@ -384,7 +385,7 @@ def mark_enqueued(connection: Connection, ids: list[int], due: dt.datetime) -> i
     """
     if not ids:
         return 0
-    now = utcnow()
+    now = database_now(connection)  # the sweeper compares enqueued_at with the database's
     result = connection.execute(_MARK_ENQUEUED, {"ids": ids, "due": due, "now": now})
     return int(result.rowcount)
 

@@ -347,13 +347,24 @@ class Settings:
         "Redis visibility timeout; events `enqueued` longer are published again",
         whole(10),
     )
-    # One attempt's whole budget: Celery's hard time limit, the claim's lease (plus a short
-    # grace) and, scaled down, the soft limit and the downloads' total deadline.
+    # One attempt's whole budget: Celery's hard time limit (the lease is renewed no longer
+    # than it, plus a short grace) and, scaled down, the soft limit and the downloads' total
+    # deadline.
     process_time_limit_seconds: int = setting(
         "PROCESS_TIME_LIMIT_SECONDS",
         1800,
         "longest one processing attempt may run (downloads included); below the visibility timeout",
         whole(2),
+    )
+    # A claim's lease: the worker renews it every third of it while the attempt runs, so a
+    # killed worker's event is free again within it and the sweeper (SWEEP_INTERVAL_SECONDS)
+    # takes it back at its next run. Short, so recovery takes about two minutes at most.
+    process_lease_seconds: int = setting(
+        "PROCESS_LEASE_SECONDS",
+        45,
+        "a claim's lease, renewed every third of it while the attempt runs; a killed worker's "
+        "event is taken back by the next sweep after it lapses",
+        whole(3),
     )
     process_max_attempts: int = setting(
         "PROCESS_MAX_ATTEMPTS", 8, "attempts before an event is `dead`", whole(1)

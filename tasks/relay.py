@@ -33,6 +33,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.base import utcnow
+from models.clock import database_now
 from models.db import make_engine
 from models.events import DUE_PREDICATE, WebhookEvent
 from models.inbox import NOTIFY_EVERY_SECONDS, RELAY_CHANNEL, due_events, mark_enqueued
@@ -247,8 +248,9 @@ class Relay:
 
     def publish_due(self) -> int:
         """Publish one batch of due events; return how many were published."""
-        now = utcnow()
         with self.engine.begin() as connection:
+            # The database's clock decides what is due, whichever host the relay runs on.
+            now = database_now(connection)
             due = due_events(connection, now, BATCH)
             if not due:
                 return 0
@@ -272,11 +274,12 @@ class Relay:
     def backlog(self) -> int:
         """Return how many events are due and not yet published."""
         with self.engine.connect() as connection:
+            now = database_now(connection)
             return int(
                 connection.scalar(
                     select(func.count())
                     .select_from(WebhookEvent)
-                    .where(text(DUE_PREDICATE), WebhookEvent.next_attempt_at <= utcnow())
+                    .where(text(DUE_PREDICATE), WebhookEvent.next_attempt_at <= now)
                 )
                 or 0
             )

@@ -27,7 +27,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime
+from models.clock import database_now
 from models.db import dialect_insert
 from models.delivery_counts import forget_counts_before
 from models.event_keys import EventKey
@@ -73,6 +74,12 @@ def _old_events(cutoff: dt.datetime) -> Any:
     return (WebhookEvent.status.in_(PURGEABLE_EVENTS)) & (WebhookEvent.updated_at < cutoff)
 
 
+def _database_now(sessions: sessionmaker[Session]) -> dt.datetime:
+    """Return the database's time: ages are measured by it, whichever host purges."""
+    with sessions() as session:
+        return database_now(session)
+
+
 def purge_events(
     sessions: sessionmaker[Session],
     older_than: dt.timedelta,
@@ -82,7 +89,7 @@ def purge_events(
     say: Progress | None = None,
 ) -> None:
     """Delete finished events last changed before now - older_than, keeping tombstones."""
-    cutoff = utcnow() - older_than
+    cutoff = _database_now(sessions) - older_than
     summary.events_before = cutoff.isoformat()
     if summary.dry_run:
         with sessions() as session:
@@ -104,6 +111,7 @@ def purge_events(
             )
             if not ids:
                 return
+            purged_at = database_now(session)
             # Copied inside the database: no ids travel back and forth, and the statement
             # is compiled once, not once per batch of a thousand values. An event stored
             # before event_keys existed gets its key here.
@@ -111,7 +119,7 @@ def purge_events(
             session.execute(
                 insert.from_select(
                     ["event_id", "purged_at"],
-                    select(WebhookEvent.event_id, literal(utcnow(), UTCDateTime())).where(
+                    select(WebhookEvent.event_id, literal(purged_at, UTCDateTime())).where(
                         WebhookEvent.id.in_(ids)
                     ),
                 ).on_conflict_do_update(
@@ -139,7 +147,7 @@ def expire_tombstones(
     say: Progress | None = None,
 ) -> None:
     """Delete the tombstones of events Rivya can no longer send again (TOMBSTONE_LIFETIME)."""
-    cutoff = utcnow() - TOMBSTONE_LIFETIME
+    cutoff = _database_now(sessions) - TOMBSTONE_LIFETIME
     summary.tombstones_before = cutoff.isoformat()
     old = EventKey.purged_at < cutoff  # the partial index of tombstones; NULL never matches
     if summary.dry_run:
@@ -176,7 +184,7 @@ def purge_results(
     Rows go first, then files: a crash in between leaves unreferenced files, never rows
     pointing at missing ones.
     """
-    cutoff = utcnow() - older_than
+    cutoff = _database_now(sessions) - older_than
     summary.results_before = cutoff.isoformat()
     last_id = 0
     while True:
@@ -242,7 +250,7 @@ def purge(
             # The console's per-minute delivery counts: one row per minute and outcome,
             # kept as long as the events they counted.
             with sessions.begin() as session:
-                forget_counts_before(session, utcnow() - events_older_than)
+                forget_counts_before(session, database_now(session) - events_older_than)
     if results_older_than is not None:
         purge_results(sessions, storage, results_older_than, summary, batch=batch, say=say)
     log.info("purge done", extra={"purge": summary.as_dict()})
