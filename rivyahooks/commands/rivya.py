@@ -67,6 +67,12 @@ def submit(
             )
         except RivyaError as exc:
             fail(f"Rivya refused the generation: {exc}", _next_step_for(exc))
+    task_id = generation.get("id")
+    if not isinstance(task_id, str) or not contract.TASK_ID_PATTERN.fullmatch(task_id):
+        fail(
+            f"Rivya answered with a generation id this service cannot store ({task_id!r:.80})",
+            "check RIVYA_API_BASE points at Rivya's API; nothing was recorded here",
+        )
     with sessions.begin() as session:
         record_submitted(session, generation)
     if as_json:
