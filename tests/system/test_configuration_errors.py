@@ -126,6 +126,22 @@ def test_every_command_refuses_a_bad_setting_in_one_line_with_a_next_step(
     assert_one_error(done, 2, "DATABASE_URL", never=(PASSWORD,))
 
 
+@pytest.mark.parametrize("role", ["release", "web", "relay", "worker", "beat"])
+def test_every_role_refuses_a_driver_sqlalchemy_cannot_load(
+    role: str, environment: dict[str, str], tmp_path: Path
+) -> None:
+    environment["DATABASE_URL"] = f"mysqlx://app:{PASSWORD}@db/app"
+    environment["PATH"] = f"{BIN}:{environment['PATH']}"
+    environment["PORT"] = str(free_port())
+    line = procfile_roles(ROOT / "Procfile")[role]
+    done = run(["bash", "-c", line], environment, tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "DATABASE_URL" in output
+    assert "Traceback" not in output
+    assert PASSWORD not in output
+
+
 SECRET_TEXT = "Sup3r-S3cret-value"
 BAD_SETTINGS = [
     pytest.param("RIVYA_WEBHOOK_SECRETS", "whsec_", id="secret-empty"),
