@@ -106,6 +106,7 @@ COMMANDS = [
     ("webhooks", "status"),
     ("doctor",),
     ("settings",),
+    ("serve",),
 ]
 
 
@@ -173,6 +174,7 @@ NEEDS_API_KEY = [
     ("reconcile", "--dry-run"),
     ("webhooks", "register", "--url", "https://hooks.example/webhooks/rivya"),
     ("webhooks", "status"),
+    ("serve",),
 ]
 
 
