@@ -24,7 +24,7 @@ from rivyahooks_protocol.signatures import Verifier, fingerprint
 def check_settings(settings: Settings) -> None:
     """Raise SettingsError, naming the variable, for any setting create_app cannot start with.
 
-    gunicorn's start hook (deploy/gunicorn.conf.py) calls this in the master before it forks,
+    gunicorn's start hook (rivyahooks.gunicorn_conf) calls this in the master before it forks,
     so a bad setting stops the server once instead of killing every worker at boot.
     """
     settings.require_webhook_secrets()

@@ -211,11 +211,13 @@ def database_url(name: str, value: str) -> str:
             f"{name} is not a database URL "
             "(expected postgresql://user@host:5432/name or sqlite:///path)"
         ) from None
-    backend, driver = url.get_backend_name(), url.get_driver_name()
-    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+    # Read from the URL's text, never by loading the dialect: SQLAlchemy cannot load an
+    # unknown one (`mysqlx://`) and would raise its own error instead of naming the variable.
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "postgresql" and driver in ("", "psycopg", "psycopg2"):
         # psycopg2 is not installed; psycopg 3 speaks the same URLs.
         url = url.set(drivername="postgresql+psycopg")
-    elif backend == "sqlite" and driver == "pysqlite":
+    elif backend == "sqlite" and driver in ("", "pysqlite"):
         pass
     else:
         raise SettingsError(

@@ -1,7 +1,7 @@
 """deploy/nginx/nginx.conf in front of the repository's gunicorn: what reaches the web role.
 
 Debian's nginx runs the kit's configuration (rendered for free ports) in front of gunicorn
-started with deploy/gunicorn.conf.py, one worker with four threads: the pool the issue
+started with rivyahooks/gunicorn_conf.py, one worker with four threads: the pool the issue
 measured four slow sockets exhausting. Deliveries are real, stored in PostgreSQL.
 """
 
@@ -83,7 +83,7 @@ class Drippers:
 
 @pytest.fixture
 def web(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[str]:
-    """gunicorn with deploy/gunicorn.conf.py: one worker, four threads."""
+    """gunicorn with rivyahooks/gunicorn_conf.py: one worker, four threads."""
     settings = Settings(
         database_url=postgres_url,
         broker_url=own_redis_database(redis_url, REDIS_DB),

@@ -169,7 +169,7 @@ def test_webhooks_register_prints_the_secret_once_with_the_next_step(  # type: i
     assert "whsec_" in result.output
     assert "RIVYA_WEBHOOK_SECRETS" in result.output
     status = run("webhooks", "status", "--json")
-    (endpoint,) = json.loads(status.output)
+    (endpoint,) = json.loads(status.output)["endpoints"]
     assert endpoint["url"] == "https://hooks.example/webhooks/rivya"
     assert "signing_secret" not in endpoint or not endpoint["signing_secret"]
 
