@@ -186,6 +186,14 @@ def test_public_listener_forwards_only_deliveries_and_health(
         )
         assert stored(postgres_engine) == 2
 
+        # What the public side forwards is the path it allowed, normalised: never the raw
+        # request line, which would reach a route of the internal side.
+        health = public.get("/healthz").json()
+        sneaky = public.get("/results/..%2Fhealthz")
+        assert (sneaky.status_code, sneaky.json()) == (200, health)
+        assert deliver(public, "/results/..%2Fwebhooks/rivya")[0] == 202
+        assert stored(postgres_engine) == 3
+
         # Rivya follows no redirects: the public side answers none, whatever the spelling.
         for path in (
             "/webhooks/rivya//",
