@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from models.base import clip, utcnow
 from models.db import dialect_insert, dialect_name, make_engine
@@ -405,6 +405,7 @@ def oldest_unfinished_event(session: Session) -> WebhookEvent | None:
     """Return the event waiting longest for processing (the figure to alert on)."""
     return session.scalars(
         select(WebhookEvent)
+        .options(defer(WebhookEvent.body), defer(WebhookEvent.headers))  # nobody reads them
         .where(WebhookEvent.status.in_(UNFINISHED_STATUSES))
         .order_by(WebhookEvent.received_at)
         .limit(1)
