@@ -8,6 +8,7 @@ from flask import Flask
 from structlog.contextvars import clear_contextvars
 from werkzeug.exceptions import HTTPException
 
+from models.data_keys import check_data_keys
 from models.db import make_engine, make_session_factory
 from models.inbox import InboxWriter
 from receiver import delivery_counter, health, results, results_schema, webhooks
@@ -29,6 +30,9 @@ def check_settings(settings: Settings) -> None:
     """
     settings.require_webhook_secrets()
     configured_tokens(settings)  # the console's two tokens must differ
+    # Stored rows sealed under a key no longer configured: one line at start, not a 500
+    # on every console page.
+    check_data_keys(settings)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -45,13 +49,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(
         settings.database_url,
         transaction_pooling=settings.transaction_pooling,
+        data_keys=settings.data_encryption_keys,
         pool_pre_ping=False,
     )
     faultpoints.arm(settings.fault_points_dir)
     app.extensions["rivyahooks"] = ReceiverState(
         settings=settings,
         engine=engine,
-        inbox=InboxWriter(settings.database_url, transaction_pooling=settings.transaction_pooling),
+        inbox=InboxWriter(
+            settings.database_url,
+            transaction_pooling=settings.transaction_pooling,
+            data_keys=settings.data_encryption_keys,
+        ),
         sessions=make_session_factory(engine),
         verifier=Verifier(
             settings.webhook_scheme,

@@ -8,6 +8,7 @@ import click
 from sqlalchemy import Engine
 
 from rivyahooks.commands.events import events, replay, stats
+from rivyahooks.commands.keys import keys
 from rivyahooks.commands.relay import relay
 from rivyahooks.commands.retention import purge
 from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
@@ -176,5 +177,6 @@ for command in (
     doctor,
     settings,
     relay,
+    keys,
 ):
     main.add_command(command)

@@ -143,6 +143,32 @@ def session_key_value(name: str, value: str) -> bytes:
     return key
 
 
+# AES-256: the data keys are exactly this long.
+DATA_KEY_BYTES = 32
+HOW_TO_GENERATE_DATA_KEY = "`rivya-hooks keys generate`"
+
+
+def data_keys(name: str, value: str) -> tuple[bytes, ...]:
+    # Keys are named by their position, never their value.
+    keys = []
+    for position, item in enumerate((k.strip() for k in value.split(",") if k.strip()), 1):
+        try:
+            key = base64.b64decode(item, validate=True)
+        except binascii.Error:
+            raise SettingsError(
+                f"{name}: key #{position} is not base64 ({HOW_TO_GENERATE_DATA_KEY} makes one)"
+            ) from None
+        if len(key) != DATA_KEY_BYTES:
+            raise SettingsError(
+                f"{name}: key #{position} decodes to {len(key)} bytes, not {DATA_KEY_BYTES} "
+                f"({HOW_TO_GENERATE_DATA_KEY} makes one)"
+            )
+        if key in keys:
+            raise SettingsError(f"{name}: key #{position} repeats an earlier key; keep one")
+        keys.append(key)
+    return tuple(keys)
+
+
 def one_of(*allowed: str) -> Parser:
     def parse(name: str, value: str) -> str:
         if value not in allowed:
@@ -521,6 +547,17 @@ class Settings:
         session_key_value,
         secret=True,
     )
+    # Unset: bodies, headers and the console's secrets are stored in plain text, as before.
+    data_encryption_keys: tuple[bytes, ...] = setting(
+        "DATA_ENCRYPTION_KEYS",
+        (),
+        "comma-separated base64 keys (32 bytes each, `rivya-hooks keys generate`) encrypting "
+        "stored webhook bodies, headers and the console's secrets (AES-256-GCM): the first "
+        "encrypts, all decrypt (rotation: put the new key first, run `rivya-hooks keys "
+        "rotate`, then drop the old one); unset: stored in plain text",
+        data_keys,
+        secret=True,
+    )
     console_session_hours: float = setting(
         "CONSOLE_SESSION_HOURS",
         12.0,
@@ -743,7 +780,9 @@ class Variable:
             return "true" if value else "false"
         if isinstance(value, bytes):
             return base64.b64encode(value).decode()
-        return ",".join(value) if isinstance(value, tuple) else str(value)
+        if isinstance(value, tuple):
+            return ",".join(self.format(item) for item in value)
+        return str(value)
 
     def shown_default(self) -> str:
         """Return the default as the documentation shows it."""

@@ -552,6 +552,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
     )
     _doctor_secrets(settings, check)
     _doctor_database(settings, check)
+    _doctor_encryption(settings, check)
     _doctor_broker(settings, check)
     _doctor_rivya(settings, check)
     if as_json:
@@ -633,6 +634,50 @@ def _doctor_database(settings: Settings, check: Checks) -> None:
         check("database", False, problem.cause, problem.next_step)
     else:
         check("database", True, f"reachable, at revision {head_revision()}")
+
+
+def _doctor_encryption(settings: Settings, check: Checks) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models.data_keys import registered_ids
+    from models.encryption import Keyring
+    from rivyahooks.commands.wiring import open_engine
+
+    keyring = Keyring(settings.data_encryption_keys)
+    try:
+        with open_engine(settings).connect() as connection:
+            used = registered_ids(connection)
+    except SQLAlchemyError:
+        used = []  # the database check above says why
+    missing = [kid for kid in used if kid not in keyring.ids]
+    if missing:
+        check(
+            "encryption at rest",
+            False,
+            f"stored data is encrypted under key id {missing[0]}, which DATA_ENCRYPTION_KEYS "
+            "does not hold",
+            "add that key back to DATA_ENCRYPTION_KEYS (every key listed decrypts)",
+            config=True,
+        )
+    elif not keyring.enabled:
+        check(
+            "encryption at rest",
+            True,
+            "DATA_ENCRYPTION_KEYS is not set: webhook bodies, headers and the console's "
+            "secrets are stored in plain text (`rivya-hooks keys generate` makes a key)",
+        )
+    else:
+        older = [kid for kid in used if kid != keyring.sealing_id]
+        check(
+            "encryption at rest",
+            True,
+            f"encrypting under key id {keyring.sealing_id}"
+            + (
+                f"; rows may still be under {', '.join(older)} (`rivya-hooks keys rotate`)"
+                if older
+                else ""
+            ),
+        )
 
 
 def _doctor_broker(settings: Settings, check: Checks) -> None:
