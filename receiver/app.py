@@ -17,8 +17,9 @@ from receiver.console.access import configured_tokens
 from receiver.responses import json_error
 from receiver.state import ReceiverState
 from rivyahooks_foundation import faultpoints
-from rivyahooks_foundation.settings import Settings
+from rivyahooks_foundation.settings import Settings, SettingsError
 from rivyahooks_foundation.tracing import configure_tracing
+from rivyahooks_protocol import contract
 from rivyahooks_protocol.signatures import Verifier, fingerprint
 
 
@@ -29,6 +30,11 @@ def check_settings(settings: Settings) -> None:
     so a bad setting stops the server once instead of killing every worker at boot.
     """
     settings.require_webhook_secrets()
+    if settings.webhook_public_keys and settings.webhook_scheme != contract.SCHEME_STANDARD:
+        raise SettingsError(
+            "RIVYA_WEBHOOK_PUBLIC_KEYS verify v1a entries of the Standard Webhooks scheme: "
+            "set RIVYA_WEBHOOK_SCHEME=standard, or unset the public keys"
+        )
     configured_tokens(settings)  # the console's two tokens must differ
     # Stored rows sealed under a key no longer configured: one line at start, not a 500
     # on every console page.
@@ -66,8 +72,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.webhook_scheme,
             settings.webhook_secrets,
             settings.webhook_tolerance_seconds,
+            settings.webhook_public_keys,
         ),
-        secret_fingerprints=tuple(fingerprint(s) for s in settings.webhook_secrets),
+        # In the Verifier's order: secrets, then public keys.
+        secret_fingerprints=tuple(
+            fingerprint(k) for k in (*settings.webhook_secrets, *settings.webhook_public_keys)
+        ),
     )
     configure_tracing("web", settings.otel_exporter_otlp_endpoint)
     app.register_blueprint(webhooks.bp)

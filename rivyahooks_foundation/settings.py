@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from rivyahooks_protocol import contract
+from rivyahooks_protocol.signatures import public_key
 
 # The Standard Webhooks spec asks for secrets of 24 to 64 random bytes; fewer is guessable.
 MIN_SECRET_BYTES = 24
@@ -207,6 +208,16 @@ def webhook_secrets(name: str, value: str) -> tuple[str, ...]:
     return secrets
 
 
+def webhook_public_keys(name: str, value: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    for position, key in enumerate(keys, start=1):
+        try:
+            public_key(key)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: key #{position} {exc}") from None
+    return keys
+
+
 def secret_problem(secret: str) -> str | None:
     """Return why a whsec_ secret is unusable (without quoting it), or None if it is fine."""
     if not secret.startswith(contract.SIGNING_SECRET_PREFIX):
@@ -344,6 +355,15 @@ class Settings:
         "comma-separated `whsec_...` secrets, all accepted (rotation); required by the receiver",
         webhook_secrets,
         secret=True,
+    )
+    # For a provider that signs with a private key (Standard Webhooks v1a, ed25519): its
+    # public keys verify `v1a,` entries beside the secrets' `v1,` ones.
+    webhook_public_keys: tuple[str, ...] = setting(
+        "RIVYA_WEBHOOK_PUBLIC_KEYS",
+        (),
+        "comma-separated `whpk_...` ed25519 public keys whose `v1a` signatures are accepted "
+        "beside the secrets' `v1` ones (Standard Webhooks scheme only)",
+        webhook_public_keys,
     )
     webhook_scheme: str = setting(
         "RIVYA_WEBHOOK_SCHEME",

@@ -67,6 +67,12 @@ STANDARD_ID_HEADER: Final = "webhook-id"
 STANDARD_TIMESTAMP_HEADER: Final = "webhook-timestamp"
 STANDARD_SIGNATURE_HEADER: Final = "webhook-signature"
 STANDARD_SIGNATURE_VERSION: Final = "v1"
+# [confirmed by the Standard Webhooks spec; Rivya signs with v1 today] The asymmetric entry:
+# an ed25519 signature of the same content, checked against `whpk_` public keys.
+STANDARD_ASYMMETRIC_VERSION: Final = "v1a"
+PUBLIC_KEY_PREFIX: Final = "whpk_"
+ED25519_PUBLIC_KEY_BYTES: Final = 32
+ED25519_SIGNATURE_BYTES: Final = 64
 
 # ASSUMED "timestamped-hmac" = Stripe style.
 TIMESTAMPED_SIGNATURE_HEADER: Final = "Rivya-Signature"
