@@ -15,7 +15,10 @@ from rivyahooks_foundation.settings import EXIT_CONFIG, early_value
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
+# Loopback unless told: gunicorn straight on a public address would serve the console, the
+# results API and /metrics past nginx's public/internal split and its slow-client buffering.
+# The image sets HOST=0.0.0.0 for itself (its network is the container's).
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Threads overlap the database and broker round trips of one worker's requests; processes
 # use the cores. Receiver requests are short, so a few threads per process suffice.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
