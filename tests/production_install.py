@@ -365,12 +365,9 @@ def event_row(engine: Engine, event_id: str) -> WebhookEvent | None:
         ).one_or_none()
 
 
-def exercise(setup: Setup, venv: Path, work: Path) -> None:
-    """Run the Procfile's roles from the install on one setup; raise CheckFailed on a fault."""
-    app = app_directory(work, setup.name)
-    home = work / f"{setup.name}-home"
-    home.mkdir()
-    sim = Simulator(
+def start_simulator() -> Simulator:
+    """Start Rivya as the checks need it: quick generations, every one a success."""
+    return Simulator(
         config=SimConfig(
             queued_seconds=0.1,
             processing_seconds=0.2,
@@ -379,6 +376,14 @@ def exercise(setup: Setup, venv: Path, work: Path) -> None:
             output_bytes=OUTPUT_BYTES,
         )
     ).start()
+
+
+def exercise(setup: Setup, venv: Path, work: Path) -> None:
+    """Run the Procfile's roles from the install on one setup; raise CheckFailed on a fault."""
+    app = app_directory(work, setup.name)
+    home = work / f"{setup.name}-home"
+    home.mkdir()
+    sim = start_simulator()
     secret = new_secret()
     port = free_port()
     env = base_env(venv, home)
@@ -482,15 +487,7 @@ def exercise_serve(setup: Setup, venv: Path, work: Path) -> None:
     app.mkdir()
     home = work / f"{setup.name}-serve-home"
     home.mkdir()
-    sim = Simulator(
-        config=SimConfig(
-            queued_seconds=0.1,
-            processing_seconds=0.2,
-            failure_ratio=0.0,
-            outputs=OUTPUTS,
-            output_bytes=OUTPUT_BYTES,
-        )
-    ).start()
+    sim = start_simulator()
     secret = new_secret()
     port = free_port()
     env = base_env(venv, home)
