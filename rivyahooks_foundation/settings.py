@@ -381,10 +381,20 @@ class Settings:
     reconcile_interval_seconds: int = setting(
         "RECONCILE_INTERVAL_SECONDS", 300, "how often beat runs the reconciler", whole(1)
     )
+    # How late Rivya may write an event (its created_at behind events already listed) and
+    # still be found: the deep pass re-reads this far behind where the last one started.
     reconcile_overlap_seconds: int = setting(
         "RECONCILE_OVERLAP_SECONDS",
         300,
-        "how far behind the checkpoint the event log is re-read",
+        "how far behind the checkpoint the event log is re-read by a deep pass",
+        whole(0),
+    )
+    # Runs in between stop at the first page of events already stored (a page or two in a
+    # steady state) instead of re-reading the whole overlap every time.
+    reconcile_deep_interval_seconds: int = setting(
+        "RECONCILE_DEEP_INTERVAL_SECONDS",
+        1800,
+        "how often a reconcile run re-reads the whole overlap, for events Rivya wrote late",
         whole(0),
     )
     reconcile_poll_after_seconds: int = setting(

@@ -64,6 +64,11 @@ class EventPager:
         self.stopped_on: str | None = None  # "has_more", "empty_page" or "repeated_cursor"
 
     def __iter__(self) -> Iterator[JSON]:
+        for page in self.iter_pages():
+            yield from page
+
+    def iter_pages(self) -> Iterator[list[JSON]]:
+        """Yield the log page by page, fetching the next only when the caller asks for it."""
         seen: set[str] = set()
         cursor: str | None = None
         while True:
@@ -73,9 +78,9 @@ class EventPager:
             page = self._client._get_json(contract.EVENTS_LOG_PATH, params=params)
             self.pages += 1
             data = page.get("data") or []
-            for event in data:
-                self.events += 1
-                yield event
+            self.events += len(data)
+            if data:
+                yield data
             if not data:
                 self.stopped_on = "empty_page"
                 return

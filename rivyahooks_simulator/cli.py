@@ -100,6 +100,18 @@ def _parse_key(value: str) -> tuple[str, list[str] | None]:
     default=0.0,
     help="Share of result URLs handed out already expired.",
 )
+@click.option(
+    "--late-write-ratio",
+    type=RATIO,
+    default=0.0,
+    help="Share of events written to the event log late, behind events already listed.",
+)
+@click.option(
+    "--late-write-seconds",
+    default=60.0,
+    show_default=True,
+    help="How far in the past a late event's created_at lies.",
+)
 @click.option("--seed", type=int, help="Seed of the fault and outcome RNG (repeatable runs).")
 @click.option("--quiet", is_flag=True, help="Do not log each request.")
 def simulate(
@@ -129,6 +141,8 @@ def simulate(
     slow_seconds: float,
     cut_download_ratio: float,
     expire_early_ratio: float,
+    late_write_ratio: float,
+    late_write_seconds: float,
     seed: int | None,
     quiet: bool,
 ) -> None:
@@ -161,6 +175,8 @@ def simulate(
         slow_seconds=slow_seconds,
         cut_download_ratio=cut_download_ratio,
         expire_early_ratio=expire_early_ratio,
+        late_write_ratio=late_write_ratio,
+        late_write_seconds=late_write_seconds,
     )
     keys = dict(_parse_key(k) for k in api_keys) or None
     sim = Simulator(

@@ -52,6 +52,10 @@ class Faults:
     slow_seconds: float = 2.0
     cut_download_ratio: float = 0.0  # result bodies cut short under a full Content-Length
     expire_early_ratio: float = 0.0  # result URLs minted already expired
+    # Events written to the log late: created `late_write_seconds` in the past, behind
+    # events the log already listed (a reader that only reads forward never sees them).
+    late_write_ratio: float = 0.0
+    late_write_seconds: float = 60.0
 
 
 RATIO_SUFFIX = "_ratio"

@@ -171,6 +171,14 @@ class EventList:
         self.items.append(event)
         self.times.append(event.created_ms)
 
+    def insert(self, event: StoredEvent) -> None:
+        """Put an event at its place by creation time, behind any created later."""
+        at = bisect.bisect_right(self.times, event.created_ms)
+        self.items.insert(at, event)
+        self.times.insert(at, event.created_ms)
+        for position in range(at, len(self.items)):
+            self.positions[self.items[position].id] = position
+
     def rebuild(self, events: list[StoredEvent]) -> None:
         self.items = events
         self.times = [e.created_ms for e in events]
@@ -335,6 +343,9 @@ class SimState:
         # The log is ordered by creation; never let a clock step make it go backwards.
         last = self.events.times[-1] if self.events.times else 0
         created = max(now, last)
+        late = self.injector.chance(self.injector.faults.late_write_ratio)
+        if late:
+            created = now - int(self.injector.faults.late_write_seconds * 1000)
         event = StoredEvent(
             id=new_id("evt_"),
             type=event_type,
@@ -342,8 +353,13 @@ class SimState:
             payload=self.event_envelope("", event_type, created, self.generation_json(gen)),
         )
         event.payload["id"] = event.id
-        self.events.append(event)
-        self.events_by_type[event_type].append(event)
+        if late:
+            self.events.insert(event)
+            self.events_by_type[event_type].insert(event)
+            self.counters["events_written_late"] += 1
+        else:
+            self.events.append(event)
+            self.events_by_type[event_type].append(event)
         self.counters["events_emitted"] += 1
         targets = [
             e.id
@@ -583,6 +599,7 @@ class SimState:
                 "events": len(self.events.items),
                 "events_emitted": self.counters["events_emitted"],
                 "events_seeded": self.counters["events_seeded"],
+                "events_written_late": self.counters["events_written_late"],
                 "endpoints": len(self.endpoints),
                 "deliveries": {
                     "attempted": self.counters["deliveries_attempted"],

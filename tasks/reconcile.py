@@ -44,6 +44,8 @@ from tasks.runtime import Runtime
 log = logging.getLogger(__name__)
 
 STATE_NAME = "event-log"
+# The checkpoint as it stood when the last deep pass started, and when that was.
+DEEP_STATE_NAME = "event-log-deep"
 # A run that died without releasing the lock frees it after this long (SQLite; on
 # PostgreSQL the advisory lock goes with the dead run's connection).
 STALE_LOCK = dt.timedelta(hours=1)
@@ -77,6 +79,10 @@ class ReconcileSummary:
     generations_recovered: int = 0
     checkpoint_before: str | None = None
     checkpoint_after: str | None = None
+    # A deep pass re-reads the whole overlap since the last deep pass; the others stop at
+    # the first page made only of events stored here and older than the checkpoint.
+    deep_pass: bool = False
+    stopped_early: bool = False
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -162,7 +168,11 @@ def reconcile(
         try:
             stored_checkpoint = state.checkpoint
             summary.checkpoint_before = _iso(stored_checkpoint)
-            start = since or stored_checkpoint
+            deep_checkpoint = _deep_pass_due(runtime, since, stored_checkpoint)
+            summary.deep_pass = (
+                since is not None or stored_checkpoint is None or deep_checkpoint is not None
+            )
+            start = since or deep_checkpoint or stored_checkpoint
             if start is not None:
                 retention = dt.timedelta(days=contract.EVENTS_RETENTION_DAYS)
                 if utcnow() - start > retention:
@@ -174,7 +184,10 @@ def reconcile(
                 # Read back over the overlap window: an event written late with an earlier
                 # created_at would otherwise fall behind the checkpoint and never be seen.
                 start = start - dt.timedelta(seconds=runtime.settings.reconcile_overlap_seconds)
-            newest = _read_event_log(runtime, start, summary, dry_run, say)
+            stop_below = None if summary.deep_pass else stored_checkpoint
+            newest = _read_event_log(runtime, start, stop_below, summary, dry_run, say)
+            if summary.deep_pass and not dry_run:
+                _deep_pass_done(runtime, stored_checkpoint or newest)
             _poll_generations(runtime, summary, dry_run, say)
         finally:
             _release(runtime, summary, None if dry_run else newest)
@@ -189,33 +202,75 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+def _deep_pass_due(
+    runtime: Runtime, since: dt.datetime | None, checkpoint: dt.datetime | None
+) -> dt.datetime | None:
+    """Return where a deep pass starts (before the overlap) if one is due now, else None.
+
+    An event Rivya writes late lands behind the checkpoint, anywhere in the overlap. A deep
+    pass starts from the checkpoint as it stood when the last deep pass started, so an event
+    written since then up to RECONCILE_OVERLAP_SECONDS late is read, however far the
+    checkpoint moved in between.
+    """
+    if since is not None or checkpoint is None:
+        return None  # an operator's `--since`, or a first run: the whole window anyway
+    with runtime.sessions() as session:
+        deep = session.get(ReconcileState, DEEP_STATE_NAME)
+    interval = dt.timedelta(seconds=runtime.settings.reconcile_deep_interval_seconds)
+    if deep is not None and deep.last_run_at is not None and utcnow() - deep.last_run_at < interval:
+        return None
+    if deep is None or deep.checkpoint is None:
+        return checkpoint
+    return min(deep.checkpoint, checkpoint)
+
+
+def _deep_pass_done(runtime: Runtime, checkpoint: dt.datetime | None) -> None:
+    with runtime.sessions.begin() as session:
+        session.execute(
+            dialect_insert(session, ReconcileState)
+            .values(name=DEEP_STATE_NAME, checkpoint=checkpoint, last_run_at=utcnow())
+            .on_conflict_do_update(
+                index_elements=["name"],
+                set_={"checkpoint": checkpoint, "last_run_at": utcnow(), "updated_at": utcnow()},
+            )
+        )
+
+
 def _read_event_log(
     runtime: Runtime,
     start: dt.datetime | None,
+    stop_below: dt.datetime | None,
     summary: ReconcileSummary,
     dry_run: bool,
     say: Progress,
 ) -> dt.datetime | None:
+    """Store what the log lists from `start` on; return the newest created_at read.
+
+    With `stop_below`, stop after the first page whose events are all stored here already
+    and created at or before it: the log is newest first, so what follows was read before.
+    """
     pager = runtime.rivya.iter_webhook_events(
         created_after=start, limit=contract.EVENTS_PAGE_LIMIT_MAX
     )
     newest: dt.datetime | None = None
-    page: list[Any] = []
-    pages_seen = 0
-    for event in pager:
-        if pager.pages != pages_seen and page:
-            # A new page started: the previous one is stored before reading on.
-            _store_page(runtime, page, summary, dry_run)
-            page = []
-        pages_seen = pager.pages
-        page.append(event)
-        created = lenient_timestamp(event.get("created_at")) if isinstance(event, dict) else None
-        if created is not None and (newest is None or created > newest):
-            newest = created
-        if pager.events % 500 == 0:
+    for page in pager.iter_pages():
+        created = [
+            lenient_timestamp(event.get("created_at")) if isinstance(event, dict) else None
+            for event in page
+        ]
+        for moment in created:
+            if moment is not None and (newest is None or moment > newest):
+                newest = moment
+        missing = _store_page(runtime, page, summary, dry_run)
+        if pager.events % 500 < len(page):
             say(f"event log: {pager.events} events read, {summary.events_missing} missing here")
-    if page:
-        _store_page(runtime, page, summary, dry_run)
+        if (
+            stop_below is not None
+            and missing == 0
+            and all(c is not None and c <= stop_below for c in created)
+        ):
+            summary.stopped_early = True
+            break
     summary.pages_read = pager.pages
     summary.events_listed = pager.events
     say(
@@ -251,7 +306,8 @@ def log_entry_row(entry: Any, now: dt.datetime) -> dict[str, Any]:
 
 def _store_page(
     runtime: Runtime, entries: list[Any], summary: ReconcileSummary, dry_run: bool
-) -> None:
+) -> int:
+    """Store a page of the log; return how many of its events were not stored here yet."""
     rows = [log_entry_row(entry, utcnow()) for entry in entries]
     if dry_run:
         ids = [row["event_id"] for row in rows]
@@ -266,7 +322,7 @@ def _store_page(
                 )
             )
         summary.events_missing += len(set(ids) - known)
-        return
+        return len(set(ids) - known)
     with runtime.sessions.begin() as session:
         new = set(store_events(session, rows))
     reach("reconcile.page_stored")
@@ -282,6 +338,7 @@ def _store_page(
             summary.warnings.append(
                 f"event log entry stored quarantined as {row['event_id']}: {row['status_reason']}"
             )
+    return len(new)
 
 
 def _poll_generations(

@@ -152,6 +152,71 @@ def test_cost_grows_with_what_is_new_not_with_history(
         assert state.running_since is None
 
 
+def _steady_state(simulator: Simulator, runtime: Runtime) -> None:
+    """Five minutes of log at 10 events/s, all of it stored by a first (deep) run."""
+    simulator.seed_events(3000, older_than_seconds=1, spacing_ms=100)
+    first = reconcile(runtime)
+    assert first.deep_pass
+    assert first.stored == 3000
+
+
+def _event_of(simulator: Simulator, task_id: str) -> str:
+    with simulator.state.lock:
+        (event,) = [e for e in simulator.state.events.items if e.payload["data"]["id"] == task_id]
+    return event.id
+
+
+def test_a_steady_state_run_reads_at_most_three_pages(
+    simulator: Simulator, runtime: Runtime, sessions: sessionmaker[Session]
+) -> None:
+    _steady_state(simulator, runtime)
+    simulator.wait_terminal(simulator.scenario(50))
+    simulator.reset_requests()
+
+    summary = reconcile(runtime)
+
+    # The overlap holds 3,000 events (30 pages); the run stops at the first page of events
+    # stored here already and no newer than its checkpoint.
+    assert len(simulator.requests(contract.API_PREFIX + contract.EVENTS_LOG_PATH)) <= 3
+    assert summary.pages_read <= 3
+    assert not summary.deep_pass
+    assert summary.stopped_early
+    assert (summary.events_missing, summary.stored) == (50, 50)
+
+
+def test_an_event_written_late_is_found_by_the_next_deep_pass(
+    simulator: Simulator,
+    rec_settings: Settings,
+    runtime: Runtime,
+    sessions: sessionmaker[Session],
+) -> None:
+    _steady_state(simulator, runtime)
+    # Written now, created two minutes ago: behind the checkpoint and 1,200 events deep.
+    simulator.set_faults(late_write_ratio=1.0, late_write_seconds=120)
+    (late_task,) = simulator.scenario(1)
+    simulator.wait_terminal([late_task])
+    simulator.set_faults(late_write_ratio=0.0)
+    simulator.wait_terminal(simulator.scenario(100))
+    late_event = _event_of(simulator, late_task)
+
+    quick = reconcile(runtime)
+    assert not quick.deep_pass
+    assert quick.stored == 100
+    assert late_event not in {e.event_id for e in _events(sessions)}
+
+    deep_runtime = Runtime(rec_settings.replace(reconcile_deep_interval_seconds=0))
+    try:
+        deep = reconcile(deep_runtime)
+    finally:
+        deep_runtime.close()
+    assert deep.deep_pass
+    assert not deep.stopped_early
+    assert deep.stored == 1
+    (found,) = [e for e in _events(sessions) if e.event_id == late_event]
+    assert found.source is EventSource.RECONCILE
+    assert found.task_id == late_task
+
+
 def _events(sessions: sessionmaker[Session]) -> list[WebhookEvent]:
     with sessions() as session:
         return list(session.scalars(select(WebhookEvent)))
