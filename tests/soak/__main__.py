@@ -14,6 +14,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0, help="length of the load and chaos")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the schedule and load")
     parser.add_argument("--rate", type=float, default=5.0, help="new generations per second")
+    parser.add_argument(
+        "--pool-mode",
+        choices=("transaction", "session"),
+        default="transaction",
+        help="PgBouncer's pool mode (transaction, as production; session only to tell "
+        "findings that come from transaction pooling from the others)",
+    )
     args = parser.parse_args(argv)  # exits 2 on bad usage
     if args.minutes <= 0 or args.rate <= 0:
         parser.error("--minutes and --rate must be positive")
@@ -31,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     try:
-        return soak(args.minutes, args.seed, args.rate, say)
+        return soak(args.minutes, args.seed, args.rate, say, args.pool_mode)
     except KeyboardInterrupt:
         print("soak: interrupted; everything it started is stopped and removed", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
@@ -25,6 +26,7 @@ from tests.soak.schedule import PURGE_AGE_SECONDS, Fault
 from tests.soak.services import Postgres, wait_for
 
 UNDO_TIMEOUT = 120.0
+RECONCILE_TRIES_SECONDS = 60.0
 
 
 @dataclass
@@ -195,8 +197,27 @@ class Chaos:
             self.run.processes.replace(name, role_spec(self.run, fault.target, "worker"))
 
     def _purge_reconcile(self, fault: Fault) -> None:
+        """A purge of events seconds old while a reconcile re-reads the log since the start.
+
+        Beat runs its own reconcile every 30 s and a second one refuses to start ("another
+        reconcile is running"); both are started again, together, until ours has run.
+        """
         since = dt.datetime.fromtimestamp(self.started_wall - 60, dt.UTC).isoformat()
         log = self.run.logdir / "ops-purge-reconcile.log"
+        deadline = time.monotonic() + RECONCILE_TRIES_SECONDS
+        while True:
+            before = log.stat().st_size if log.exists() else 0
+            statuses = self._purge_and_reconcile(since, log)
+            said = log.read_bytes()[before:].decode(errors="replace")
+            busy = statuses.get("reconcile") == 1 and "another reconcile is running" in said
+            if not busy or time.monotonic() > deadline or self._stop.is_set():
+                break
+            self._hold(2)
+        failed = {name: code for name, code in statuses.items() if code != 0}
+        if failed or len(statuses) < 2:
+            raise RuntimeError(f"exit statuses {statuses} (see {log})")
+
+    def _purge_and_reconcile(self, since: str, log: Path) -> dict[str, int]:
         statuses: dict[str, int] = {}
 
         def purge() -> None:
@@ -220,6 +241,4 @@ class Chaos:
             thread.start()
         for thread in both:
             thread.join(150)
-        failed = {name: code for name, code in statuses.items() if code != 0}
-        if failed or len(statuses) < 2:
-            raise RuntimeError(f"exit statuses {statuses} (see {log})")
+        return statuses

@@ -47,7 +47,13 @@ SETTLE_SECONDS = 240.0
 LOGS = ROOT / "var" / "soak"
 
 
-def soak(minutes: float, seed: int, rate: float, say: Callable[[str], None]) -> int:
+def soak(
+    minutes: float,
+    seed: int,
+    rate: float,
+    say: Callable[[str], None],
+    pool_mode: str = "transaction",
+) -> int:
     """Run the soak; return 0 when every invariant held, 1 naming those that broke."""
     for tag in hosts.remove_leftovers():
         say(f"removed the leftovers of an earlier run that died: {tag}")
@@ -61,8 +67,8 @@ def soak(minutes: float, seed: int, rate: float, say: Callable[[str], None]) -> 
     postgres = services.Postgres(run)
     schedule = make_schedule(seed, minutes * 60)
     say(
-        f"soak {network.tag}: {minutes:g} min, seed {seed}, {rate:g} generations/s; "
-        f"logs in {logdir}"
+        f"soak {network.tag}: {minutes:g} min, seed {seed}, {rate:g} generations/s, "
+        f"PgBouncer in {pool_mode} mode; logs in {logdir}"
     )
     say("chaos schedule:")
     for fault in schedule:
@@ -77,7 +83,7 @@ def soak(minutes: float, seed: int, rate: float, say: Callable[[str], None]) -> 
         inodes = hosts.namespace_inodes(network.tag)
         say("starting PostgreSQL, PgBouncer, Redis and S3 on the data host")
         postgres.create()
-        services.start_pgbouncer(run)
+        services.start_pgbouncer(run, pool_mode)
         services.start_redis(run)
         services.start_s3(run)
         say("release: migrations")

@@ -141,8 +141,8 @@ class Postgres:
             shutil.copy(self.log, self.run.logdir / "postgres.log")
 
 
-def start_pgbouncer(run: Run) -> None:
-    """PgBouncer in transaction mode in front of the cluster, for the web and worker roles."""
+def start_pgbouncer(run: Run, pool_mode: str = "transaction") -> None:
+    """PgBouncer in front of the cluster for the web and worker roles (transaction mode)."""
     directory = run.rundir / "pgbouncer"
     directory.mkdir()
     (directory / "userlist.txt").write_text('"postgres" ""\n')
@@ -157,7 +157,7 @@ def start_pgbouncer(run: Run) -> None:
         "unix_socket_dir =\n"
         "auth_type = trust\n"
         f"auth_file = {directory / 'userlist.txt'}\n"
-        "pool_mode = transaction\n"
+        f"pool_mode = {pool_mode}\n"
         "max_client_conn = 1000\n"
         "default_pool_size = 40\n"
         "ignore_startup_parameters = extra_float_digits,options\n"
