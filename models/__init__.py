@@ -2,6 +2,7 @@
 
 from models import event_pages  # noqa: F401 (declares the console's indexes)
 from models.base import Base
+from models.console_sessions import ConsoleLoginFailure, ConsoleSecret, ConsoleSession
 from models.delivery_counts import DeliveryCount
 from models.events import (
     AttemptOutcome,
@@ -19,6 +20,9 @@ from models.tombstones import EventTombstone
 __all__ = [
     "AttemptOutcome",
     "Base",
+    "ConsoleLoginFailure",
+    "ConsoleSecret",
+    "ConsoleSession",
     "DeliveryCount",
     "EventAttempt",
     "EventSource",

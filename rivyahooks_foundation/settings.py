@@ -104,13 +104,43 @@ def flag(name: str, value: str) -> bool:
 MIN_CONSOLE_TOKEN_CHARS = 24
 
 
+# A random token of MIN_CONSOLE_TOKEN_CHARS characters holds at least this many bits by the
+# estimate below; one a person made up (a word repeated, a run of one key) holds far fewer.
+MIN_CONSOLE_TOKEN_BITS = 96
+HOW_TO_GENERATE = "for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+
+
+def token_bits(value: str) -> float:
+    """Estimate a token's entropy: its length times log2 of the characters it draws on.
+
+    Counting the distinct characters actually used (not the classes they belong to) is what
+    tells `aaaa…` or `passwordpassword…` from a random string of the same length.
+    """
+    return len(value) * math.log2(max(len(set(value)), 2))
+
+
 def console_token(name: str, value: str) -> str:
     if len(value) < MIN_CONSOLE_TOKEN_CHARS:
         raise SettingsError(
             f"{name} is too short: use at least {MIN_CONSOLE_TOKEN_CHARS} random characters "
-            "(for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            f"({HOW_TO_GENERATE})"
+        )
+    if token_bits(value) < MIN_CONSOLE_TOKEN_BITS:
+        raise SettingsError(
+            f"{name} does not look random (too few different characters for its length): "
+            f"use a generated token ({HOW_TO_GENERATE})"
         )
     return value
+
+
+def session_key_value(name: str, value: str) -> bytes:
+    try:
+        key = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise SettingsError(f"{name} must be base64 (`openssl rand -base64 32`)") from None
+    if len(key) < 32:
+        raise SettingsError(f"{name} must hold at least 32 bytes (`openssl rand -base64 32`)")
+    return key
 
 
 def one_of(*allowed: str) -> Parser:
@@ -378,6 +408,17 @@ class Settings:
         "(at least 5 MiB)",
         whole(5 * 1024 * 1024),
     )
+    # The floor a file storage keeps free: where results share a disk with PostgreSQL, the
+    # database needs room for its WAL, or the receiver cannot store deliveries and answers
+    # 503. A download whose announced size would go below it is not started (a disk-full
+    # retry, later); 1 GiB is a few minutes of WAL at a busy rate.
+    storage_min_free_bytes: int = setting(
+        "STORAGE_MIN_FREE_BYTES",
+        1024**3,
+        "file storage: bytes that must stay free on the result disk after a download; one "
+        "that would leave less is not started and is retried later",
+        whole(0),
+    )
     reconcile_interval_seconds: int = setting(
         "RECONCILE_INTERVAL_SECONDS", 300, "how often beat runs the reconciler", whole(1)
     )
@@ -435,6 +476,31 @@ class Settings:
         "token of the operator console that may look but not replay",
         console_token,
         secret=True,
+    )
+    # Unset: a random key made once and kept in the database. Set it to share one key
+    # between deployments that share sessions, or to end every session at once by changing it.
+    console_session_key: bytes | None = setting(
+        "CONSOLE_SESSION_KEY",
+        None,
+        "base64 key (32 bytes or more) signing the console's session cookie; unset: a random "
+        "key made once and kept in the database",
+        session_key_value,
+        secret=True,
+    )
+    console_session_hours: float = setting(
+        "CONSOLE_SESSION_HOURS",
+        12.0,
+        "a console session ends this long after its login, however active it was",
+        positive_number,
+    )
+    # X-Forwarded-For names the client only when the request came from a proxy trusted
+    # here; from anyone else it is whatever the client wrote. Loopback: the local nginx.
+    trusted_proxies: tuple[str, ...] = setting(
+        "TRUSTED_PROXIES",
+        ("127.0.0.1", "::1"),
+        "addresses of proxies whose X-Forwarded-For names the client (the console's login "
+        "limit counts attempts per client)",
+        host_list,
     )
     # Behind a TLS-terminating proxy the web process sees plain http from 127.0.0.1, just as
     # in local development, so the request cannot tell the two apart: this setting does.
@@ -577,7 +643,11 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """Return the environment that rebuilds these settings in a child process."""
-        return {v.name: v.format(getattr(self, v.field)) for v in VARIABLES}
+        return {
+            v.name: v.format(getattr(self, v.field))
+            for v in VARIABLES
+            if getattr(self, v.field) is not None
+        }
 
     def require_webhook_secrets(self) -> tuple[str, ...]:
         """Return the webhook secrets, or explain how to configure them."""
@@ -628,13 +698,17 @@ class Variable:
 
     def format(self, value: Any) -> str:
         """Return `value` as the variable's text (lists comma-separated, flags true/false)."""
+        if value is None:
+            return ""
         if isinstance(value, bool):
             return "true" if value else "false"
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode()
         return ",".join(value) if isinstance(value, tuple) else str(value)
 
     def shown_default(self) -> str:
         """Return the default as the documentation shows it."""
-        if self.default in ((), ""):
+        if self.default in ((), "", None):
             return "(none)"
         return self.format(self.default)
 

@@ -10,7 +10,11 @@ Result URLs come from Rivya's responses and webhooks, so they are treated as unt
 - the body is streamed to a sink (anything with `write(bytes)`: a file, an upload) in chunks
   with its sha256 and size computed on the way, the size bounded by `max_bytes`, and
   compared with Content-Length at the end. On an error the sink holds a partial body: the
-  caller discards it.
+  caller discards it. An error the sink raises (a full disk) leaves unchanged: it is the
+  sink's, not the download's;
+- before the first byte is written, `reserve` (when given) hears the announced size (None
+  when the server announces none) and may refuse by raising: the caller's way to check its
+  storage has room, without this module knowing any storage.
 
 Known gap: the host is resolved for the check and again by the connection, so a DNS answer
 that changes between the two (rebinding) is not caught; pinning the checked address would
@@ -42,6 +46,8 @@ from rivyahooks_protocol.errors import (
 )
 
 Resolver = Callable[[str, int], Iterable[str]]
+# Hears the announced size before the body is written; raises to refuse the download.
+Reserve = Callable[[int | None], object]
 
 
 class Sink(Protocol):
@@ -147,12 +153,15 @@ def download_result(
     deadline: float | None = None,
     http_client: httpx.Client | None = None,
     resolve: Resolver = resolve_addresses,
+    reserve: Reserve | None = None,
 ) -> DownloadResult:
     """Stream `url` into `sink`; raise a DownloadError (or DisallowedURLError) on failure.
 
     `timeout_seconds` bounds each network wait; `deadline` (a time.monotonic() value), when
     given, bounds the whole download: a server dripping bytes just fast enough to beat the
-    read timeout cannot hold a worker past it.
+    read timeout cannot hold a worker past it. `reserve` is called with the announced size
+    (or None) once the headers are in and before anything is written; what it raises ends
+    the download as it is.
     """
     host = check_url(url, allowed_hosts, resolve)
     own_client = http_client is None
@@ -160,7 +169,7 @@ def download_result(
         follow_redirects=False, timeout=httpx.Timeout(timeout_seconds)
     )
     try:
-        return _stream(client, url, sink, host, max_bytes, timeout_seconds, deadline)
+        return _stream(client, url, sink, host, max_bytes, timeout_seconds, deadline, reserve)
     finally:
         if own_client:
             client.close()
@@ -174,6 +183,7 @@ def _stream(
     max_bytes: int,
     timeout_seconds: float,
     deadline: float | None,
+    reserve: Reserve | None = None,
 ) -> DownloadResult:
     if deadline is not None:
         timeout_seconds = min(timeout_seconds, _remaining(deadline, host, 0))
@@ -201,6 +211,8 @@ def _stream(
             raise DownloadTooLargeError(
                 f"{host} announces {expected} bytes, more than the maximum {max_bytes}"
             )
+        if reserve is not None:
+            reserve(expected)
         digest = hashlib.sha256()
         size = 0
         try:

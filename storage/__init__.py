@@ -19,10 +19,12 @@ import os
 from rivyahooks_foundation.settings import FileLocation, S3Location, Settings
 from storage.backend import Staged, Storage
 from storage.keys import download_name, extension_for, output_key
+from storage.space import StorageFull
 
 __all__ = [
     "Staged",
     "Storage",
+    "StorageFull",
     "download_name",
     "extension_for",
     "open_storage",
@@ -34,18 +36,25 @@ __all__ = [
 
 def open_storage(settings: Settings) -> Storage:
     """Return the storage STORAGE_URL names (one per process and URL: S3 clients are costly)."""
-    return _open(settings.storage_location(), settings.storage_part_bytes, os.getpid())
+    return _open(
+        settings.storage_location(),
+        settings.storage_part_bytes,
+        settings.storage_min_free_bytes,
+        os.getpid(),
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _open(location: FileLocation | S3Location, part_bytes: int, _pid: int) -> Storage:
+def _open(
+    location: FileLocation | S3Location, part_bytes: int, min_free_bytes: int, _pid: int
+) -> Storage:
     # The pid is part of the cache key: a forked worker child builds its own client instead
     # of sharing the parent's connections. Each backend is imported only where it is used:
     # boto3 costs a process that keeps files on disk a noticeable start-up.
     if isinstance(location, FileLocation):
         from storage.files import FileStorage
 
-        return FileStorage(location.root)
+        return FileStorage(location.root, min_free_bytes)
     from storage.s3 import S3Storage
 
     return S3Storage(location.bucket, location.prefix, part_bytes=part_bytes)

@@ -16,11 +16,22 @@ class Storage(Protocol):
     """What processing and the web process need of a place to keep results."""
 
     def staging(self, label: str) -> AbstractContextManager[Staged]:
-        """Yield a place to write one file; whatever is not committed is removed on exit."""
+        """Yield a place to write one file; whatever is not committed is removed on exit.
+
+        A write or a commit that finds the storage full raises StorageFull (storage.space).
+        """
         ...
 
     def commit(self, staged: Staged, key: str, content_type: str | None) -> None:
         """Make the complete staged file visible under `key`, in one atomic step."""
+        ...
+
+    def ensure_room(self, size: int) -> None:
+        """Raise StorageFull unless `size` more bytes fit with room to spare (storage.space).
+
+        A backend that cannot tell (object storage) accepts; a full store then fails the
+        write itself, with StorageFull as well.
+        """
         ...
 
     def exists(self, key: str) -> bool: ...

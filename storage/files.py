@@ -6,8 +6,11 @@ final name never holds a partial one.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +19,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from storage.backend import Staged
+from storage.space import StorageFull, full_disk_raises_storage_full
 from storage.writers import dead_local_writer, safe_label, writer_id
+
+log = logging.getLogger(__name__)
 
 PARTIAL_DIR = ".partial"
 
@@ -41,13 +47,27 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
+def _remove_partial(staged: StagedFile) -> None:
+    """Close and delete an uncommitted partial file, whatever failed before."""
+    # After a failed write (a full disk) the buffer still holds bytes and close() fails
+    # again; the partial must go all the same, or the disk stays full.
+    with contextlib.suppress(OSError):
+        staged.handle.close()
+    try:
+        staged.path.unlink(missing_ok=True)
+    except OSError as exc:
+        # The error that brought us here matters more; the sweeper removes the file later.
+        log.warning("could not remove partial file %s: %s", staged.path.name, exc)
+
+
 class FileStorage:
     """Files under a root directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, min_free_bytes: int = 0) -> None:
         self.root = root
         self.partials = root / PARTIAL_DIR
         self.partials.mkdir(parents=True, exist_ok=True)
+        self.min_free_bytes = min_free_bytes
 
     @contextmanager
     def staging(self, label: str) -> Iterator[StagedFile]:
@@ -59,13 +79,18 @@ class FileStorage:
             if dead_local_writer(path.name):
                 path.unlink(missing_ok=True)
         # The writer in the name lets a later run recognise files left by a dead process.
-        staged = StagedFile(self.partials / f"{label}.{writer_id()}.{uuid.uuid4().hex}.part")
+        path = self.partials / f"{label}.{writer_id()}.{uuid.uuid4().hex}.part"
+        # A full disk surfaces in creating the file (no inode left), a write, the flush or
+        # fsync of the commit, or the rename's directory: whichever, the attempt must know
+        # it is the disk.
+        with full_disk_raises_storage_full():
+            staged = StagedFile(path)
         try:
-            yield staged
+            with full_disk_raises_storage_full():
+                yield staged
         finally:
-            staged.handle.close()
             if not staged.committed:
-                staged.path.unlink(missing_ok=True)
+                _remove_partial(staged)
 
     def commit(self, staged: Staged, key: str, content_type: str | None) -> None:
         """Move a complete file to its key: fsync, then an atomic rename."""
@@ -84,6 +109,18 @@ class FileStorage:
         _fsync_directory(target.parent)
         if created:
             _fsync_directory(target.parent.parent)
+
+    def ensure_room(self, size: int) -> None:
+        """Raise StorageFull unless `size` bytes fit in staging and MIN_FREE bytes stay free."""
+        # Checked against the staging directory's filesystem: the file is written there, and
+        # the rename to its key stays on it. Not a reservation: downloads that check at the
+        # same moment may together take more, which the margin is there to absorb.
+        free = shutil.disk_usage(self.partials).free
+        if free < size + self.min_free_bytes:
+            raise StorageFull(
+                f"the result disk has {free} bytes free: too few for {size} bytes while "
+                f"keeping STORAGE_MIN_FREE_BYTES ({self.min_free_bytes}) free"
+            )
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

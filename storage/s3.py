@@ -30,6 +30,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from storage.backend import Staged
+from storage.space import StorageFull
 from storage.writers import dead_local_writer, safe_label, writer_id
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,22 @@ def s3_client() -> Any:
     return boto3.session.Session().client(
         "s3", config=Config(retries={"mode": "standard", "max_attempts": 5})
     )
+
+
+# What S3-compatible stores answer when they have no room: MinIO's drives below their free
+# threshold (507 XMinioStorageFull), a Ceph RGW or MinIO quota (QuotaExceeded,
+# XMinioAdminBucketQuotaExceeded), and HTTP's own 507. AWS's EntityTooLarge is not one: it
+# is its object size limit, which no waiting changes.
+FULL_CODES = frozenset(
+    {"XMinioStorageFull", "QuotaExceeded", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage"}
+)
+
+
+def store_full(exc: ClientError) -> bool:
+    """Return True if the store refused a request for lack of room."""
+    code = exc.response.get("Error", {}).get("Code")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in FULL_CODES or status == 507
 
 
 class StagedUpload:
@@ -103,20 +120,30 @@ class StagedUpload:
         self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     def discard(self) -> None:
-        """Abort the upload and delete the staging object; leave nothing behind."""
+        """Abort the upload and delete the staging object; never raise.
+
+        Discarding runs while another error is on its way out (a part refused, the download
+        cut, the store unreachable); an error of the cleanup itself, whatever its kind, must
+        not replace it. The sweeper removes whatever this could not.
+        """
         client, bucket = self.storage.client, self.storage.bucket
         self.buffer = bytearray()
         self.filled = 0
-        try:
-            if self.upload_id is not None and not self.completed:
+        if self.upload_id is None:
+            return  # a small file: nothing was sent
+        if not self.completed:
+            try:
                 client.abort_multipart_upload(
                     Bucket=bucket, Key=self.staging_key, UploadId=self.upload_id
                 )
-            if self.completed:
-                client.delete_object(Bucket=bucket, Key=self.staging_key)
-        except ClientError as exc:
-            # The sweeper removes whatever this could not; the original error matters more.
-            log.warning("could not clean up staging %s: %s", self.staging_key, exc)
+            except Exception as exc:
+                log.warning("could not abort the upload of %s: %s", self.staging_key, exc)
+        # Also when not known to be completed: a completion whose answer was lost did
+        # create the staging object. Deleting a missing key succeeds.
+        try:
+            client.delete_object(Bucket=bucket, Key=self.staging_key)
+        except Exception as exc:
+            log.warning("could not delete staging %s: %s", self.staging_key, exc)
 
 
 class S3Storage:
@@ -142,9 +169,16 @@ class S3Storage:
         staged = StagedUpload(self, key)
         try:
             yield staged
+        except ClientError as exc:
+            if not store_full(exc):
+                raise
+            raise StorageFull(f"the object store has no room: {exc}") from exc
         finally:
             if not staged.committed:
                 staged.discard()
+
+    def ensure_room(self, size: int) -> None:
+        """Accept: S3 tells no free space; a full store refuses the write (StorageFull)."""
 
     def commit(self, staged: Staged, key: str, content_type: str | None) -> None:
         """Make the complete upload visible under `key` in one atomic step."""

@@ -59,6 +59,7 @@ class Outcome:
     reason: str | None = None
     outputs_stored: int = 0
     retry_after: float | None = None  # the server's hint for the next attempt, if it gave one
+    storage_full: bool = False  # the storage had no room: the next attempt waits much longer
 
 
 def failure_outcome(runtime: Runtime, claim: Claim, exc: Exception) -> Outcome:
@@ -71,6 +72,8 @@ def failure_outcome(runtime: Runtime, claim: Claim, exc: Exception) -> Outcome:
         log.exception("event %s attempt %d raised %s", claim.event_id, claim.number, error)
     if claim.attempts >= runtime.settings.process_max_attempts:
         return Outcome(EventStatus.DEAD, f"gave up after {claim.attempts} attempts: {error}")
+    if isinstance(exc, StorageFullFailure):
+        return Outcome(EventStatus.FAILED, error, storage_full=True)
     retry_after = exc.retry_after if isinstance(exc, TransientFailure) else None
     return Outcome(EventStatus.FAILED, error, retry_after=retry_after)
 
@@ -100,6 +103,8 @@ def record_outcome(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
             base_seconds=runtime.settings.process_retry_base_seconds,
             max_seconds=BACKOFF_MAX_SECONDS,
         )
+        if outcome.storage_full:
+            delay = storage_full_delay(claim.attempts)
         retry_at = now + dt.timedelta(seconds=delay)
         values["next_attempt_at"] = retry_at
         values["status_reason"] = f"attempt {claim.number} failed; retry at {retry_at.isoformat()}"
@@ -142,3 +147,31 @@ def record_outcome(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
     elif outcome.status is EventStatus.DEAD:
         log.error("event %s dead: %s", claim.event_id, outcome.reason)
     return bool(moved)
+
+
+# --- a full result storage ------------------------------------------------------------------
+#
+# A full disk does not empty itself within seconds: an operator must free space (or raise a
+# quota), or the results retention, when RETENTION_RESULTS_DAYS is set, must run (every
+# RETENTION_INTERVAL_SECONDS, hourly by default). The ordinary backoff (2 s doubling, capped
+# at 5 min) spends the default 8 attempts in about 4 minutes, and every event ends `dead`
+# before anyone can react. From 5 minutes doubling up to an hour, the default 8 attempts
+# span 2 to 4 hours (jitter draws each wait from the step's upper half): time for the
+# RivyaHooksResultStorageFull alert to reach someone and for retention to run twice, while a
+# retry on a still-full disk costs one generation fetch and a download refused at its
+# headers.
+STORAGE_FULL_RETRY_BASE_SECONDS = 300.0
+STORAGE_FULL_RETRY_MAX_SECONDS = 3600.0
+
+
+class StorageFullFailure(TransientFailure):
+    """The result storage had no room; the next attempt waits the long backoff of a full disk."""
+
+
+def storage_full_delay(failures: int) -> float:
+    """Return the wait after `failures` attempts, the last of which found the storage full."""
+    return backoff_seconds(
+        failures,
+        base_seconds=STORAGE_FULL_RETRY_BASE_SECONDS,
+        max_seconds=STORAGE_FULL_RETRY_MAX_SECONDS,
+    )

@@ -20,6 +20,7 @@ Nothing is left stranded, whatever goes wrong:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from urllib.parse import urlsplit
@@ -36,13 +37,14 @@ from rivyahooks_foundation.metrics.worker import (
     DOWNLOAD_DURATION,
     DOWNLOADS,
     GENERATION_ANOMALIES,
+    STORAGE_FULL,
 )
 from rivyahooks_foundation.tracing import annotate, traced
 from rivyahooks_protocol import contract
 from rivyahooks_protocol.download import download_result
 from rivyahooks_protocol.errors import DownloadError, ResultExpiredError, RivyaError
 from rivyahooks_protocol.generation import GenerationDocument, parse_generation
-from storage import output_key
+from storage import Storage, StorageFull, output_key
 from tasks.claims import Claim, claim_event
 from tasks.generation_state import apply_generation, lock_generation, mark_results_stored
 from tasks.outcomes import (
@@ -50,6 +52,7 @@ from tasks.outcomes import (
     DatabaseUnavailable,
     Outcome,
     PermanentFailure,
+    StorageFullFailure,
     TransientFailure,
     failure_outcome,
     record_outcome,
@@ -171,6 +174,8 @@ def store_outputs(runtime: Runtime, claim: Claim, document: GenerationDocument) 
             if fresh is None:
                 raise PermanentFailure(f"generation {task_id} vanished at Rivya") from exc
             urls = fresh.result_urls
+        except StorageFull as exc:
+            raise storage_full_failure(claim, index, exc) from exc
         except DownloadError as exc:
             DOWNLOADS.labels("failed").inc()
             if exc.retryable:
@@ -204,6 +209,7 @@ def _store_one(runtime: Runtime, claim: Claim, index: int, url: str) -> bool:
             timeout_seconds=settings.rivya_http_timeout_seconds,
             deadline=claim.deadline,
             http_client=runtime.downloads,
+            reserve=functools.partial(ensure_room, storage),
         )
         reach("worker.downloaded")
         key = output_key(task_id, index, result.sha256, result.content_type)
@@ -229,3 +235,20 @@ def _store_one(runtime: Runtime, claim: Claim, index: int, url: str) -> bool:
     DOWNLOAD_BYTES.inc(result.size)
     DOWNLOADS.labels("stored" if created else "already_stored").inc()
     return created
+
+
+# --- a full result storage ------------------------------------------------------------------
+
+
+def ensure_room(storage: Storage, size: int | None) -> None:
+    """Refuse a download the storage has no room for (StorageFull), before it writes a byte."""
+    # An unannounced size is checked as 0: a disk already below its free-space floor still
+    # refuses, and the write fails on its own when the disk fills.
+    storage.ensure_room(size or 0)
+
+
+def storage_full_failure(claim: Claim, index: int, exc: StorageFull) -> StorageFullFailure:
+    """Count and log a storage with no room; return the failure that ends the attempt."""
+    STORAGE_FULL.inc()
+    log.error("ALERT result storage full task_id=%s index=%d: %s", claim.task_id, index, exc)
+    return StorageFullFailure(f"storage full: download {index}: {exc}")

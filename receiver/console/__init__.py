@@ -6,6 +6,8 @@ path under /console answers the app's plain 404, the same as a path that never e
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
@@ -23,7 +25,12 @@ from receiver.console import (  # noqa: F401
     overview,
     template_filters,
 )
-from receiver.console.access import ConsoleAccess, configure_session, configured_tokens
+from receiver.console.access import (
+    ConsoleAccess,
+    SessionKey,
+    configure_session,
+    configured_tokens,
+)
 from receiver.console.blueprint import bp
 from receiver.state import ReceiverState
 
@@ -35,7 +42,14 @@ def install_console(app: Flask) -> None:
     tokens = configured_tokens(settings)
     if not tokens:
         return
-    configure_session(app, settings, tokens)
+    configure_session(app, settings)
     csrf = CSRFProtect(app)
-    app.extensions["console"] = ConsoleAccess(tokens=tokens, csrf=csrf)
+    app.extensions["console"] = ConsoleAccess(
+        tokens=tokens,
+        csrf=csrf,
+        key=SessionKey(settings.console_session_key, shared.sessions),
+        sessions=shared.sessions,
+        lifetime=dt.timedelta(hours=settings.console_session_hours),
+        trusted_proxies=frozenset(settings.trusted_proxies),
+    )
     app.register_blueprint(bp)

@@ -1,9 +1,12 @@
-"""Who may use the console: two tokens, a signed session cookie, CSRF on every action.
+"""Who may use the console: two tokens, a server-side session behind a signed cookie, CSRF.
 
-The session holds the role and a fingerprint of the token that opened it, never the token.
-A session whose token is no longer configured (rotated, removed) is logged out on its next
-request, and the signing key is derived from the tokens, so rotating a token also voids
-every cookie signed before.
+The cookie carries a random session token, never an operator's token; the session's row
+(models/console_sessions.py) says who it is and until when. Logout ends the row, so a copy
+of the cookie opens nothing after it; a session ends CONSOLE_SESSION_HOURS after its login
+however active it was; a session whose token is no longer configured (rotated, removed) is
+refused on its next request. The key that signs cookies and keys the tokens' fingerprints
+is random (CONSOLE_SESSION_KEY, or made once and kept in the database): nothing an operator
+holds lets them test guesses of another operator's token.
 """
 
 from __future__ import annotations
@@ -12,26 +15,28 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Request, abort, current_app, g, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import Session, sessionmaker
 
+from models import console_sessions
 from rivyahooks_foundation.settings import Settings, SettingsError
-from rivyahooks_protocol.signatures import fingerprint
 
 log = logging.getLogger(__name__)
 
 ADMIN = "admin"
 READONLY = "readonly"
-SESSION_LIFETIME = dt.timedelta(hours=8)
 COOKIE_NAME = "rivya_console"
 CONSOLE_PATH = "/console"
-_KEY_LABEL = b"rivya-hooks console session signing key v1"
+# Separates the fingerprints' use of the key from the cookie signer's.
+_FINGERPRINT_LABEL = b"rivya-hooks console token fingerprint\0"
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,42 @@ class Operator:
         return self.role == ADMIN
 
 
+class SessionKey:
+    """The console's signing key: from the settings, or read (made if new) from the database.
+
+    Read on the first console request rather than at start, so a web process whose
+    database is briefly away still starts and serves deliveries.
+    """
+
+    def __init__(self, configured: bytes | None, sessions: sessionmaker[Session]) -> None:
+        self._key = configured
+        self._sessions = sessions
+        self._lock = threading.Lock()
+
+    def get(self) -> bytes:
+        if self._key is None:
+            with self._lock:
+                if self._key is None:
+                    with self._sessions.begin() as db:
+                        self._key = console_sessions.session_key(db)
+        return self._key
+
+
 @dataclass(frozen=True)
 class ConsoleAccess:
-    """What every console request is checked against: the tokens by role, and CSRF."""
+    """What every console request is checked against: tokens, sessions, the key, CSRF."""
 
     tokens: dict[str, str]
     csrf: CSRFProtect
+    key: SessionKey
+    sessions: sessionmaker[Session]
+    lifetime: dt.timedelta
+    trusted_proxies: frozenset[str] = field(default_factory=frozenset)
+
+    def fingerprint(self, token: str) -> str:
+        """Return the token's fingerprint, keyed: it cannot be checked against guesses."""
+        digest = hmac.new(self.key.get(), _FINGERPRINT_LABEL + token.encode(), hashlib.sha256)
+        return digest.hexdigest()[:12]
 
 
 def console_access() -> ConsoleAccess:
@@ -72,12 +107,6 @@ def configured_tokens(settings: Settings) -> dict[str, str]:
     return tokens
 
 
-def session_signing_key(tokens: dict[str, str]) -> bytes:
-    """Derive the cookie signing key from the tokens (no constant in code, no extra setting)."""
-    material = b"\0".join(tokens[role].encode() for role in sorted(tokens))
-    return hmac.new(material, _KEY_LABEL, hashlib.sha256).digest()
-
-
 class ConsoleSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, opened only for the console's own paths.
 
@@ -89,14 +118,17 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if not request.path.startswith(CONSOLE_PATH):
             return None
+        if app.secret_key is None:
+            app.secret_key = console_access().key.get()
         return super().open_session(app, request)
 
 
-def configure_session(app: Flask, settings: Settings, tokens: dict[str, str]) -> None:
+def configure_session(app: Flask, settings: Settings) -> None:
     """Set the signed-cookie session up: HttpOnly, SameSite, Secure unless told otherwise."""
     app.session_interface = ConsoleSessionInterface()
     app.config.update(
-        SECRET_KEY=session_signing_key(tokens),
+        # Set on the first console request (ConsoleSessionInterface), from SessionKey.
+        SECRET_KEY=None,
         SESSION_COOKIE_NAME=COOKIE_NAME,
         # Only the console reads the cookie; the webhook endpoint never sees it.
         SESSION_COOKIE_PATH=CONSOLE_PATH,
@@ -105,7 +137,7 @@ def configure_session(app: Flask, settings: Settings, tokens: dict[str, str]) ->
         # Lax: a link from a pager or chat opens the console logged in; every action is a
         # POST, which Lax never sends cross-site and which carries a CSRF token besides.
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.console_session_hours),
         # CSRF is checked by the console's own routes, not on every POST of the app (Rivya's
         # deliveries carry a signature, not a form token).
         WTF_CSRF_CHECK_DEFAULT=False,
@@ -124,25 +156,45 @@ def role_of(offered: str, tokens: dict[str, str]) -> str | None:
     return found
 
 
-def log_in(role: str, tokens: dict[str, str]) -> Operator:
+def log_in(role: str, access: ConsoleAccess) -> Operator:
     """Start a fresh session for `role` (nothing from before the login survives)."""
     session.clear()
     session.permanent = True
-    operator = Operator(role, fingerprint(tokens[role]))
-    session["role"] = operator.role
-    session["token"] = operator.token_fingerprint
+    operator = Operator(role, access.fingerprint(access.tokens[role]))
+    with access.sessions.begin() as db:
+        console_sessions.forget_expired_sessions(db)
+        session["sid"] = console_sessions.open_session(
+            db,
+            role=operator.role,
+            token_fingerprint=operator.token_fingerprint,
+            lifetime=access.lifetime,
+        )
     return operator
 
 
-def current_operator(tokens: dict[str, str]) -> Operator | None:
-    """Return the session's operator while its token is still the configured one."""
-    role = session.get("role")
-    recorded = session.get("token")
-    if not isinstance(role, str) or not isinstance(recorded, str) or role not in tokens:
+def log_out(access: ConsoleAccess) -> None:
+    """End the session, server-side too: a copy of its cookie opens nothing any more."""
+    token = session.get("sid")
+    if isinstance(token, str):
+        with access.sessions.begin() as db:
+            console_sessions.end_session(db, token)
+    session.clear()
+
+
+def current_operator(access: ConsoleAccess) -> Operator | None:
+    """Return the session's operator while the session lives and its token is configured."""
+    token = session.get("sid")
+    if not isinstance(token, str):
         return None
-    if not hmac.compare_digest(recorded, fingerprint(tokens[role])):
+    with access.sessions() as db:
+        live = console_sessions.live_session(db, token)
+    if live is None or live.role not in access.tokens:
         return None
-    return Operator(role, recorded)
+    if not hmac.compare_digest(
+        live.token_fingerprint, access.fingerprint(access.tokens[live.role])
+    ):
+        return None
+    return Operator(live.role, live.token_fingerprint)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

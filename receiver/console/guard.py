@@ -17,7 +17,7 @@ PUBLIC_ENDPOINTS = frozenset({"console.login", "console.static"})
 @bp.before_request
 def guard() -> ResponseReturnValue | None:
     """Let in only a logged-in operator (the login page and static files aside); check CSRF."""
-    g.operator = current_operator(console_access().tokens)
+    g.operator = current_operator(console_access())
     if request.endpoint not in PUBLIC_ENDPOINTS and g.operator is None:
         if request.method != "GET":
             abort(403)

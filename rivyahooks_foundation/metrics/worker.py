@@ -1,4 +1,4 @@
-"""The worker's families: task runs, event outcomes, downloads, reconcile, retention."""
+"""The worker's families: task runs, event outcomes, downloads, storage, reconcile, retention."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ DOWNLOAD_DURATION = Histogram(
     f"{PREFIX}_download_duration_seconds",
     "Time to download, verify and store one result file.",
     buckets=_SLOW_BUCKETS,
+)
+# No labels: the series exists at 0 from the start, so an alert's increase() sees the first.
+STORAGE_FULL = Counter(
+    f"{PREFIX}_storage_full",
+    "Processing attempts ended because the result storage had no room: a full disk or "
+    "quota, or a download refused to keep STORAGE_MIN_FREE_BYTES free.",
 )
 RECONCILE_FOUND = Counter(
     f"{PREFIX}_reconcile_found_events",

@@ -121,6 +121,9 @@ def test_to_env_round_trip() -> None:
         storage_url="s3://bucket/some/prefix",
         results_file_delivery="proxy",
         log_level="DEBUG",
+        console_session_key=bytes(range(32)),
+        console_session_hours=0.5,
+        trusted_proxies=("10.0.0.5",),
     )
     env = original.to_env()
     assert set(env) == {v.name for v in VARIABLES}

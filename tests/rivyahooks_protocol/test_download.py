@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import time
 from collections.abc import Iterable, Iterator
@@ -240,3 +241,92 @@ def test_a_url_only_httpx_refuses_is_disallowed_without_a_connection(tmp_path: P
             timeout_seconds=5,
             http_client=_no_network(),
         )
+
+
+# --- the sink and its room ------------------------------------------------------------------
+
+
+class NoRoom(Exception):
+    """What a caller's reserve raises to refuse a download."""
+
+
+def test_reserve_hears_the_announced_size_before_anything_is_written(sim: Simulator) -> None:
+    _, urls = _succeeded(sim)
+    sink = io.BytesIO()
+    heard: list[tuple[int | None, int]] = []
+    download_result(
+        urls[0],
+        sink,
+        allowed_hosts=ALLOWED,
+        max_bytes=10**9,
+        timeout_seconds=5,
+        reserve=lambda size: heard.append((size, sink.tell())),
+    )
+    assert heard == [(300_000, 0)]
+    assert sink.tell() == 300_000
+
+
+def test_a_refusing_reserve_ends_the_download_before_a_byte_is_written(sim: Simulator) -> None:
+    _, urls = _succeeded(sim)
+    sink = io.BytesIO()
+
+    def refuse(size: int | None) -> None:
+        raise NoRoom(f"no room for {size}")
+
+    with pytest.raises(NoRoom, match="no room for 300000"):
+        download_result(
+            urls[0], sink, allowed_hosts=ALLOWED, max_bytes=10**9, timeout_seconds=5, reserve=refuse
+        )
+    assert sink.getvalue() == b""
+
+
+def test_reserve_hears_none_when_no_size_is_announced() -> None:
+    def unannounced(request: Request) -> Response:
+        return Response(iter([b"a" * 1000, b"b" * 1000]))  # chunked: no Content-Length
+
+    heard: list[int | None] = []
+    with serving(unannounced) as url:
+        result = download_result(
+            f"{url}/result",
+            io.BytesIO(),
+            allowed_hosts=ALLOWED,
+            max_bytes=10**9,
+            timeout_seconds=5,
+            reserve=heard.append,
+        )
+    assert heard == [None]
+    assert result.size == 2000
+
+
+class FillingSink:
+    """A sink whose disk fills after `room` bytes, as a file's write would fail."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.written = 0
+
+    def write(self, data: bytes, /) -> int:
+        if self.written + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.written += len(data)
+        return len(data)
+
+
+def test_an_error_of_the_sink_mid_body_passes_unchanged(sim: Simulator, tmp_path: Path) -> None:
+    _, urls = _succeeded(sim)
+    with httpx.Client() as client:
+        with pytest.raises(OSError, match="No space left") as raised:
+            download_result(
+                urls[0],
+                FillingSink(100_000),
+                allowed_hosts=ALLOWED,
+                max_bytes=10**9,
+                timeout_seconds=5,
+                http_client=client,
+            )
+        # The sink's own error, not a download error: the caller tells a full disk from a
+        # broken connection by it.
+        assert raised.value.errno == errno.ENOSPC
+        # The response was released: the same client downloads the next file whole.
+        result = _fetch(urls[1], tmp_path / "next", http_client=client)
+        assert result.size == 300_000  # type: ignore[attr-defined]

@@ -11,14 +11,20 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from rivyahooks_foundation.settings import Settings
-from storage import open_storage, output_key
-from storage.s3 import STAGING_DIR, S3Storage
+from storage import StorageFull, open_storage, output_key
+from storage.s3 import STAGING_DIR, S3Storage, store_full
 from tests.support.s3server import S3Server
+from tests.support.tcpproxy import tcp_proxy
 
 PART = 5 * 1024 * 1024  # the smallest part S3 accepts
 
@@ -84,6 +90,101 @@ def test_a_failed_upload_leaves_nothing(s3: S3Server) -> None:
         cut_download()
     assert s3.keys() == []
     assert s3.incomplete_uploads() == []
+
+
+def test_a_part_the_store_refuses_ends_the_upload_with_nothing_left(s3: S3Server) -> None:
+    storage = small_parts(s3)
+
+    def write_after_the_upload_vanished() -> None:
+        with storage.staging("task_3.1") as staged:
+            write_in_chunks(staged, blob(PART, seed=3))  # the first part is sent
+            # The upload is gone from the store (another host's sweeper, a lifecycle rule):
+            # the next part is refused, and so is the abort that cleans up after it.
+            (upload,) = storage.incomplete_uploads()
+            s3.client().abort_multipart_upload(
+                Bucket=s3.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+            write_in_chunks(staged, blob(PART, seed=4))
+
+    with pytest.raises(ClientError) as refused:
+        write_after_the_upload_vanished()
+    assert refused.value.operation_name == "UploadPart"
+    assert s3.keys() == []
+    assert s3.incomplete_uploads() == []
+
+
+def test_a_completion_the_store_refuses_leaves_nothing(s3: S3Server) -> None:
+    # Parts below S3's 5 MiB minimum are accepted one by one and refused at completion.
+    storage = S3Storage(s3.bucket, "results/", client=s3.client(), part_bytes=64 * 1024)
+    data = blob(3 * 64 * 1024 + 10, seed=5)
+    with storage.staging("task_3.2") as staged:
+        write_in_chunks(staged, data, chunk=64 * 1024)
+        with pytest.raises(ClientError) as refused:
+            storage.commit(staged, "task_3/0002-x.bin", None)
+    assert refused.value.operation_name == "CompleteMultipartUpload"
+    assert s3.keys() == []
+    assert s3.incomplete_uploads() == []
+
+
+def proxied_client(s3: S3Server, port: int) -> Any:
+    """Return an S3 client that reaches the server through a proxy, trying each call once."""
+    env = s3.environ()
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        config=Config(retries={"mode": "standard", "max_attempts": 1}),
+    )
+
+
+def test_an_abort_that_fails_does_not_hide_the_error_that_caused_it(s3: S3Server) -> None:
+    server = urlsplit(s3.url)
+    with tcp_proxy(server.hostname or "127.0.0.1", server.port or 0) as proxy:
+        client = proxied_client(s3, proxy.port)
+        storage = S3Storage(s3.bucket, "results/", client=client, part_bytes=PART)
+
+        def cut_with_the_store_unreachable() -> None:
+            with storage.staging("task_3.3") as staged:
+                write_in_chunks(staged, blob(PART, seed=6))  # one part sent
+                proxy.cut()  # the store becomes unreachable: the abort fails too
+                raise RuntimeError("download cut")
+
+        # The abort's own failure (a connection error) does not replace the download's.
+        with pytest.raises(RuntimeError, match="download cut"):
+            cut_with_the_store_unreachable()
+    # The upload stays for the sweeper, which removes it once the store answers again.
+    assert len(s3.incomplete_uploads()) == 1
+    assert small_parts(s3).remove_abandoned(max_age_seconds=0) == 1
+    assert s3.incomplete_uploads() == []
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "full"),
+    [
+        ("XMinioStorageFull", 507, True),  # MinIO: its drives are below their free threshold
+        ("XMinioAdminBucketQuotaExceeded", 400, True),  # MinIO: a bucket quota
+        ("QuotaExceeded", 403, True),  # Ceph RGW: a user or bucket quota
+        ("InternalError", 507, True),  # HTTP's own Insufficient Storage
+        ("EntityTooLarge", 400, False),  # AWS's object size limit: waiting changes nothing
+        ("SlowDown", 503, False),
+    ],
+)
+def test_a_store_with_no_room_is_recognised_by_its_answer(
+    code: str, status: int, full: bool
+) -> None:
+    answer: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    assert store_full(ClientError(answer, "UploadPart")) is full
+
+
+def test_a_full_store_ends_the_staging_with_storage_full(s3: S3Server) -> None:
+    # A write refused for lack of room becomes StorageFull; anything else passes unchanged.
+    storage = open_storage(Settings(storage_url=s3.storage_url()))
+    answer: Any = {"Error": {"Code": "XMinioStorageFull"}, "ResponseMetadata": {}}
+    with pytest.raises(StorageFull), storage.staging("task_3.4"):
+        raise ClientError(answer, "PutObject")
+    assert s3.keys() == []
 
 
 KILLED_WRITER = """

@@ -18,6 +18,7 @@ from models.events import AttemptOutcome, EventStatus
 from rivyahooks_foundation import faultpoints
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_simulator.server import Simulator
+from tasks.outcomes import STORAGE_FULL_RETRY_MAX_SECONDS, storage_full_delay
 from tasks.processing import process_event
 from tasks.runtime import Runtime
 from tests.support.attempts import (
@@ -120,3 +121,13 @@ def test_an_unexpected_exception_on_the_last_attempt_ends_dead(
     assert event.status_reason == (
         "gave up after 1 attempts: InjectedFault: fault injected at worker.applied"
     )
+
+
+def test_a_full_storage_spreads_the_default_attempts_over_hours() -> None:
+    # The ordinary backoff spent every attempt in about 4 minutes while the disk stayed
+    # full; whatever the jitter draws, the waits between the default attempts add up to
+    # hours, time for an operator or the retention to free space.
+    waits = [storage_full_delay(n) for n in range(1, Settings().process_max_attempts)]
+    assert min(waits) >= 150
+    assert max(waits) <= STORAGE_FULL_RETRY_MAX_SECONDS
+    assert sum(waits) >= 2 * 3600

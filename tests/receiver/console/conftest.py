@@ -26,8 +26,10 @@ from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol.signatures import fingerprint
 from tests.conftest import SECRET, close_app, make_event
 
-ADMIN_TOKEN = "admin-token-" + "a" * 24
-READONLY_TOKEN = "readonly-token-" + "r" * 24
+# Fixed, so a failure is reproducible, but random-looking: the settings refuse a token with
+# too few different characters for its length.
+ADMIN_TOKEN = "admin-2XvQ8mLr4KcT9wYb6NdHs3JfPz"
+READONLY_TOKEN = "readonly-7GkW1pRx5VnM8qDt4LaZc2EyUh"
 
 
 @pytest.fixture

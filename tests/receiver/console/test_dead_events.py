@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.base import utcnow
 from models.events import EventStatus
 from models.operator_actions import OperatorAction
-from rivyahooks_protocol.signatures import fingerprint
+from receiver.console.access import console_access
 from tests.receiver.console.conftest import (
     ADMIN_TOKEN,
     READONLY_TOKEN,
@@ -37,9 +37,11 @@ def test_admin_replays_a_dead_event_and_the_timeline_shows_who(
     with sessions() as session:
         (action,) = session.scalars(select(OperatorAction)).all()
     assert (action.action, action.event_id, action.role) == ("replay", event_id, "admin")
-    assert action.token_fingerprint == fingerprint(ADMIN_TOKEN)
+    with console_app.app_context():
+        keyed = console_access().fingerprint(ADMIN_TOKEN)
+    assert action.token_fingerprint == keyed
     timeline = client.get(f"/console/events/{event_id}").text
-    assert f"replay by admin (token {fingerprint(ADMIN_TOKEN)})" in timeline
+    assert f"replay by admin (token {keyed})" in timeline
     assert "dead -&gt; received" in timeline
     assert "RivyaServerError: 503" in timeline
 

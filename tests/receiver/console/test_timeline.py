@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.events import AttemptOutcome, EventAttempt, EventStatus
+from receiver.console.access import console_access
 from rivyahooks_protocol.signatures import fingerprint
 from tests.conftest import SECRET
 from tests.receiver.console.conftest import ADMIN_TOKEN, log_in, store_event
@@ -59,6 +60,8 @@ def test_timeline_shows_each_attempt_and_the_operator_in_time_order(
         )
     client = console_app.test_client()
     csrf = log_in(client, ADMIN_TOKEN)
+    with console_app.app_context():
+        keyed = console_access().fingerprint(ADMIN_TOKEN)
 
     def shown_steps() -> list[str]:
         page = client.get(f"/console/events/{event_id}").text
@@ -84,6 +87,6 @@ def test_timeline_shows_each_attempt_and_the_operator_in_time_order(
     # Waiting for the relay again: no longer finished, and the replay says who asked.
     assert shown_steps() == [
         *attempts,
-        f"replay by admin (token {fingerprint(ADMIN_TOKEN)}) "
+        f"replay by admin (token {keyed}) "
         "dead -&gt; received: be processed again (stored outputs are kept)",
     ]
