@@ -29,7 +29,16 @@ def main(argv: list[str] | None = None) -> int:
         for line in missing:
             print(f"soak: {line}", file=sys.stderr)
         return 2
+    from tests.soak import hosts
     from tests.soak.main import soak
+
+    others = hosts.live_runs()
+    if others:
+        # Every run uses the same addresses: two at once would route into each other.
+        print(
+            f"soak: another soak is running ({', '.join(others)}); one at a time", file=sys.stderr
+        )
+        return 2
 
     # The load's client logs every retry of Rivya's injected errors; the figures count them.
     logging.getLogger("rivyahooks_protocol").setLevel(logging.ERROR)

@@ -164,6 +164,16 @@ def list_links() -> list[str]:
 _TAG = re.compile(rf"^{PREFIX}(\d+)")
 
 
+def live_runs() -> list[str]:
+    """Return the tags of other soaks running now (they use the same addresses)."""
+    tags = set()
+    for name in list_namespaces() + list_links():
+        match = _TAG.match(name)
+        if match and int(match.group(1)) != os.getpid() and _alive(int(match.group(1))):
+            tags.add(f"{PREFIX}{match.group(1)}")
+    return sorted(tags)
+
+
 def remove_leftovers() -> list[str]:
     """Remove what runs whose process is gone left behind; return their tags."""
     tags = set()

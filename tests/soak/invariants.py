@@ -8,6 +8,7 @@ Rivya made them.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections import Counter
@@ -25,7 +26,7 @@ from rivyahooks_simulator.content import result_bytes_sha256
 from tests.soak import layout
 from tests.soak.layout import Run
 from tests.soak.load import Created
-from tests.soak.roles import ops_command
+from tests.soak.roles import PROCESS_TIME_LIMIT_SECONDS, ops_command
 from tests.soak.services import s3_client
 
 OBJECT_PREFIX = "results/"
@@ -203,21 +204,35 @@ def events_audit(run: Run) -> Verdict:
 
 
 def objects_match_rows(run: Run) -> tuple[Verdict, Verdict]:
-    """No object without its row (written twice or abandoned); no upload or staging left."""
+    """No object without its row (written twice or abandoned); no upload or staging left.
+
+    An attempt uploads its objects before it commits their rows, and one still under way
+    ends (or is killed) within the time limit: only objects older than that count, so a
+    check after a settle that timed out does not mistake a running attempt for a leak.
+    """
     extra = Verdict("no object written beyond its row")
     orphans = Verdict("no orphan multipart upload or partial file")
-    keys = {
-        OBJECT_PREFIX + key for (key,) in _rows(run, "SELECT storage_key FROM generation_outputs")
-    }
     client: Any = s3_client(run)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=layout.BUCKET):
-        for item in page.get("Contents", []):
-            if item["Key"].startswith(STAGING_PREFIX):
-                orphans.problems.append(f"staging object {item['Key']}")
-            elif item["Key"] not in keys:
-                extra.problems.append(f"object {item['Key']} has no row")
-    for upload in client.list_multipart_uploads(Bucket=layout.BUCKET).get("Uploads", []):
-        orphans.problems.append(f"incomplete upload of {upload['Key']}")
+    objects = [
+        item
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=layout.BUCKET)
+        for item in page.get("Contents", [])
+    ]
+    uploads = client.list_multipart_uploads(Bucket=layout.BUCKET).get("Uploads", [])
+    # Rows after objects: a row committed meanwhile still matches its object.
+    rows = _rows(run, "SELECT storage_key FROM generation_outputs")
+    keys = {OBJECT_PREFIX + key for (key,) in rows}
+    settled_before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=PROCESS_TIME_LIMIT_SECONDS)
+    for item in objects:
+        if item["LastModified"] > settled_before:
+            continue
+        if item["Key"].startswith(STAGING_PREFIX):
+            orphans.problems.append(f"staging object {item['Key']}")
+        elif item["Key"] not in keys:
+            extra.problems.append(f"object {item['Key']} has no row")
+    for upload in uploads:
+        if upload["Initiated"] <= settled_before:
+            orphans.problems.append(f"incomplete upload of {upload['Key']}")
     return extra, orphans
 
 
