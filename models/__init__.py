@@ -4,6 +4,7 @@ from models import event_pages  # noqa: F401 (declares the console's indexes)
 from models.base import Base
 from models.console_sessions import ConsoleLoginFailure, ConsoleSecret, ConsoleSession
 from models.delivery_counts import DeliveryCount
+from models.event_keys import EventKey
 from models.events import (
     AttemptOutcome,
     EventAttempt,
@@ -15,7 +16,6 @@ from models.feed import FeedCounter
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.operator_actions import OperatorAction
 from models.reconcile import ReconcileState
-from models.tombstones import EventTombstone
 
 __all__ = [
     "AttemptOutcome",
@@ -25,9 +25,9 @@ __all__ = [
     "ConsoleSession",
     "DeliveryCount",
     "EventAttempt",
+    "EventKey",
     "EventSource",
     "EventStatus",
-    "EventTombstone",
     "FeedCounter",
     "Generation",
     "GenerationOutput",

@@ -8,6 +8,11 @@ will act on it without an operator.
   window the message is presumed lost);
 - `processing` with a live lease: a worker holds it, and when the lease lapses the sweeper
   takes it back.
+
+An event that is scheduled, but that nothing will act on for longer than PARKED_AFTER while
+the database and broker answer, is parked: a lease far ahead (a worker of older settings),
+a due time long past (no relay publishes), or `enqueued` while the broker holds fewer
+messages than such events (a broker restarted empty).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
@@ -29,15 +34,29 @@ class Stranded:
     why: str
 
 
+# Once a fault is over every event is processed within this; longer waits are parked.
+PARKED_AFTER = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Parked:
+    event_id: str
+    status: str
+    why: str
+    next_step: str
+
+
 @dataclass
 class AuditReport:
     checked: int = 0
     unfinished: Counter[str] = field(default_factory=Counter)
     stranded: list[Stranded] = field(default_factory=list)
+    parked: list[Parked] = field(default_factory=list)
+    broker_messages: int | None = None  # None: the broker was not read
 
     @property
     def ok(self) -> bool:
-        return not self.stranded
+        return not self.stranded and not self.parked
 
 
 def stranded_reason(event: WebhookEvent, now: dt.datetime, visibility: dt.timedelta) -> str | None:
@@ -68,10 +87,70 @@ def stranded_reason(event: WebhookEvent, now: dt.datetime, visibility: dt.timede
     return None
 
 
-def audit(session: Session, now: dt.datetime, visibility_seconds: float) -> AuditReport:
-    """Check every unfinished event; terminal ones need no check."""
-    report = AuditReport()
+def parked_reason(
+    event: WebhookEvent, now: dt.datetime, broker_short: bool
+) -> tuple[str, str] | None:
+    """Return why nothing acts on a scheduled `event` within PARKED_AFTER, and the next step.
+
+    `broker_short`: the broker holds fewer messages than the events `enqueued` that long.
+    """
+    status = event.status
+    if status is EventStatus.PROCESSING and event.lease_expires_at is not None:
+        ahead = event.lease_expires_at - now
+        if ahead > PARKED_AFTER:
+            return (
+                f"processing under a lease until {event.lease_expires_at.isoformat()}, "
+                f"{ahead.total_seconds():.0f} s ahead: if its worker is gone, nothing takes it "
+                "back before then",
+                "check that every worker runs with the current PROCESS_LEASE_SECONDS; once the "
+                "lease lapses `rivya-hooks sweep` takes it back",
+            )
+    if status in (EventStatus.RECEIVED, EventStatus.FAILED) and event.next_attempt_at:
+        overdue = now - event.next_attempt_at
+        if overdue > PARKED_AFTER:
+            return (
+                f"{status.value}, due since {event.next_attempt_at.isoformat()} "
+                f"({overdue.total_seconds():.0f} s overdue): no relay is publishing",
+                "start the relay (the Procfile's `relay` role) or read its log",
+            )
+    enqueued_at = event.enqueued_at
+    if (
+        status is EventStatus.ENQUEUED
+        and enqueued_at
+        and broker_short
+        and now - enqueued_at > PARKED_AFTER
+    ):
+        return (
+            f"enqueued since {enqueued_at.isoformat()}, but the broker holds fewer "
+            "messages than such events: the broker lost its message",
+            f"`rivya-hooks events replay {event.event_id}` publishes it again",
+        )
+    return None
+
+
+def audit(
+    session: Session,
+    now: dt.datetime,
+    visibility_seconds: float,
+    broker_messages: int | None = None,
+) -> AuditReport:
+    """Check every unfinished event; terminal ones need no check.
+
+    `now` is the database's time; `broker_messages` what the broker holds (None: unknown,
+    so lost messages are not looked for).
+    """
+    report = AuditReport(broker_messages=broker_messages)
     visibility = dt.timedelta(seconds=visibility_seconds)
+    waiting = int(
+        session.scalar(
+            select(func.count()).where(
+                WebhookEvent.status == EventStatus.ENQUEUED,
+                WebhookEvent.enqueued_at < now - PARKED_AFTER,
+            )
+        )
+        or 0
+    )
+    broker_short = broker_messages is not None and broker_messages < waiting
     query = (
         select(WebhookEvent)
         .where(WebhookEvent.status.in_(UNFINISHED_STATUSES))
@@ -84,4 +163,8 @@ def audit(session: Session, now: dt.datetime, visibility_seconds: float) -> Audi
         why = stranded_reason(event, now, visibility)
         if why is not None:
             report.stranded.append(Stranded(event.event_id, event.status.value, why))
+            continue
+        parked = parked_reason(event, now, broker_short)
+        if parked is not None:
+            report.parked.append(Parked(event.event_id, event.status.value, *parked))
     return report

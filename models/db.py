@@ -10,8 +10,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(database_url: str, **kwargs: Any) -> Engine:
-    """Create the process's engine; SQLite gets the settings that let processes share it."""
+def make_engine(database_url: str, *, transaction_pooling: bool = False, **kwargs: Any) -> Engine:
+    """Create the process's engine; SQLite gets the settings that let processes share it.
+
+    `transaction_pooling` (DATABASE_POOLER=pgbouncer): psycopg prepares no statements, since
+    the next transaction may run on a server connection that never saw them.
+    """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -28,6 +32,8 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     if url.get_backend_name() == "postgresql":
         # Fail fast when the database is unreachable, so the receiver can answer 503 quickly.
         kwargs.setdefault("connect_args", {"connect_timeout": 5})
+        if transaction_pooling:
+            kwargs["connect_args"] = {**kwargs["connect_args"], "prepare_threshold": None}
     return create_engine(url, **kwargs)
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Connection,
     bindparam,
     cast,
-    exists,
     func,
     literal_column,
     select,
@@ -29,7 +28,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from models.base import clip, utcnow
+from models.clock import database_now
 from models.db import dialect_insert, dialect_name, make_engine
+from models.event_keys import EventKey
 from models.events import (
     DUE_PREDICATE,
     UNFINISHED_STATUSES,
@@ -38,7 +39,6 @@ from models.events import (
     EventStatus,
     WebhookEvent,
 )
-from models.tombstones import EventTombstone
 
 # The channel the relay LISTENs on; writers NOTIFY it in the statement that stores events.
 RELAY_CHANNEL = "rivyahooks_relay"
@@ -103,50 +103,71 @@ def event_row(
     }
 
 
-def _storing(dialect: str, notify: bool) -> Any:
-    """Return the statement that stores one row and yields its id if it was new.
+def _storing(notify: bool) -> Any:
+    """Return PostgreSQL's statement that stores one row and yields its id if it was new.
 
-    ON CONFLICT DO NOTHING lets the unique event_id decide, inside the database, which of
-    several concurrent deliveries wins: no read-then-write race, no error for the losers.
-    INSERT ... SELECT <parameters> WHERE NOT EXISTS (tombstone): a purged event's
-    redelivery is a duplicate like any other, in the same statement. On PostgreSQL the
-    statement can also wake the relay (NOTIFY is sent at commit, so the relay never looks
-    before the row is visible).
+    The event's key goes first (WITH key AS (INSERT ... RETURNING)) and the event is
+    inserted only from the key's RETURNING row: the event_keys primary key decides, inside
+    the database, whether this delivery is the first of its id, whether a concurrent
+    delivery won, or whether the event was stored and purged long ago (its key stays, a
+    tombstone). No read-then-write race, no error for the losers. ON CONFLICT on the events
+    table too: an event stored without a key (before event_keys existed) stays a duplicate.
+    The statement can also wake the relay (NOTIFY is sent at commit, so the relay never
+    looks before the row is visible).
     """
     columns = [WebhookEvent.__table__.c[name] for name in _COLUMNS]
-    values = select(*[_parameter(column, dialect) for column in columns]).where(
-        ~exists().where(EventTombstone.event_id == bindparam("event_id"))
+    key = (
+        dialect_insert("postgresql", EventKey)
+        .values(event_id=bindparam("event_id"))
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(EventKey.event_id)
+        .cte("key")
     )
+    values = select(
+        *[key.c.event_id if column.name == "event_id" else _parameter(column) for column in columns]
+    ).select_from(key)
     insert = (
-        dialect_insert(dialect, WebhookEvent)
+        dialect_insert("postgresql", WebhookEvent)
         .from_select(columns, values)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(WebhookEvent.event_id)
     )
-    if dialect != "postgresql" or not notify:
+    if not notify:
         return insert
     new = insert.cte("new")
     wake = func.pg_notify(literal_column(f"'{RELAY_CHANNEL}'"), literal_column("''"))
     return select(new.c.event_id, wake).select_from(new)
 
 
-def _parameter(column: Any, dialect: str) -> Any:
+def _parameter(column: Any) -> Any:
     # A parameter in a SELECT list has no column to take its type from: PostgreSQL needs
-    # the type spelled out (CAST), SQLite must not get one (CAST AS JSON there is numeric).
-    parameter = bindparam(column.name, type_=column.type)
-    return cast(parameter, column.type) if dialect == "postgresql" else parameter
+    # the type spelled out.
+    return cast(bindparam(column.name, type_=column.type), column.type)
 
 
 # Statements built once per dialect and executed with parameters: constructing one on every
 # call costs more CPU than the database round trip.
-_ONE: dict[tuple[str, bool], Any] = {}
+_ONE: dict[bool, Any] = {}
+_KEYS: dict[str, Any] = {}
 _MANY: dict[str, Any] = {}
 
 
-def _one_row(dialect: str, notify: bool = True) -> Any:
-    if (dialect, notify) not in _ONE:
-        _ONE[dialect, notify] = _storing(dialect, notify)
-    return _ONE[dialect, notify]
+def _one_row(notify: bool = True) -> Any:
+    if notify not in _ONE:
+        _ONE[notify] = _storing(notify)
+    return _ONE[notify]
+
+
+def _new_keys(dialect: str) -> Any:
+    # Executed with a list of rows it becomes multi-row INSERTs returning the new keys.
+    if dialect not in _KEYS:
+        _KEYS[dialect] = (
+            dialect_insert(dialect, EventKey)
+            .values(event_id=bindparam("event_id"))
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(EventKey.event_id)
+        )
+    return _KEYS[dialect]
 
 
 def _many_rows(dialect: str) -> Any:
@@ -176,7 +197,11 @@ def _core(executor: Session | Connection) -> Connection:
 def store_event(executor: Session | Connection, row: dict[str, Any]) -> bool:
     """Store one event (see event_row) unless its id is known; return True if it was new."""
     connection = _core(executor)
-    return connection.execute(_one_row(dialect_name(connection)), row).first() is not None
+    if dialect_name(connection) == "postgresql":
+        return connection.execute(_one_row(), row).first() is not None
+    # SQLite has no INSERT inside WITH: the key and the event in two statements of the
+    # caller's transaction (SQLite runs one writer at a time, so nothing comes between).
+    return bool(store_events(connection, [row]))
 
 
 class InboxWriter:
@@ -191,18 +216,28 @@ class InboxWriter:
     NOTIFY_EVERY_SECONDS.
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, **engine_options: Any) -> None:
+        self._engine = make_engine(database_url, **engine_options)
+        self._dialect = self._engine.dialect
+        self._sql: dict[bool, str] = {}
+        self._parameters: list[tuple[str, Any]] = []
+        self._notified_at = -NOTIFY_EVERY_SECONDS
+        if self._dialect.name != "postgresql":
+            # SQLite's store is two statements (store_event): run them in a transaction of
+            # the ordinary engine. SQLite serves one host, where this speed does not matter.
+            return
         # No pre-ping: it costs a round trip per delivery. A connection that died while idle
         # fails one delivery with 503 (Rivya retries it), and is replaced.
-        self._engine = make_engine(database_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
-        self._dialect = self._engine.dialect
-        # Positional parameters (%s on PostgreSQL, ? on SQLite): the driver then takes a list
-        # as it is instead of mapping names to positions on every call.
-        compiler: Any = self._dialect
-        if compiler.name == "postgresql":
-            compiler = type(compiler)(paramstyle="format")
-        quiet = _one_row(compiler.name, notify=False).compile(dialect=compiler)
-        waking = _one_row(compiler.name, notify=True).compile(dialect=compiler)
+        self._engine.dispose()
+        self._engine = make_engine(
+            database_url, **engine_options, isolation_level="AUTOCOMMIT", pool_pre_ping=False
+        )
+        # Positional parameters (%s): the driver then takes a list as it is instead of
+        # mapping names to positions on every call.
+        dialect_class: Any = type(self._dialect)
+        compiler = dialect_class(paramstyle="format")
+        quiet = _one_row(notify=False).compile(dialect=compiler)
+        waking = _one_row(notify=True).compile(dialect=compiler)
         self._sql = {False: quiet.string, True: waking.string}
         assert quiet.positiontup == waking.positiontup
         columns = WebhookEvent.__table__.c
@@ -211,10 +246,12 @@ class InboxWriter:
             (name, columns[name].type.dialect_impl(self._dialect).bind_processor(self._dialect))
             for name in quiet.positiontup or ()
         ]
-        self._notified_at = -NOTIFY_EVERY_SECONDS
 
     def store(self, row: dict[str, Any]) -> bool:
         """Store the event unless its id is known; return True if it was new."""
+        if not self._sql:
+            with self._engine.begin() as connection:
+                return store_event(connection, row)
         parameters = [
             row[name] if convert is None else convert(row[name])
             for name, convert in self._parameters
@@ -272,19 +309,20 @@ def insert_event(executor: Session | Connection, **values: Any) -> bool:
 def store_events(executor: Session | Connection, rows: Sequence[dict[str, Any]]) -> list[str]:
     """Store many events with multi-row INSERTs; return the ids of those that were new.
 
-    Rows of purged events (tombstones) are left out first; the relay is woken once for all.
+    Their keys go first, in the caller's transaction: only rows whose key was new are
+    stored, so a stored or purged event (its key stays) is refused by the primary key, as in
+    the receiver's statement. The relay is woken once for all.
     """
     if not rows:
         return []
     connection = _core(executor)
-    ids = [row["event_id"] for row in rows]
-    purged = set(
-        connection.scalars(select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids)))
-    )
-    kept = [row for row in rows if row["event_id"] not in purged]
+    dialect = dialect_name(connection)
+    keys = [{"event_id": row["event_id"]} for row in rows]
+    fresh = {found[0] for found in connection.execute(_new_keys(dialect), keys)}
+    kept = [row for row in rows if row["event_id"] in fresh]
     if not kept:
         return []
-    new = [found[0] for found in connection.execute(_many_rows(dialect_name(connection)), kept)]
+    new = [found[0] for found in connection.execute(_many_rows(dialect), kept)]
     if new:
         wake_relay(connection)
     return new
@@ -347,7 +385,7 @@ def mark_enqueued(connection: Connection, ids: list[int], due: dt.datetime) -> i
     """
     if not ids:
         return 0
-    now = utcnow()
+    now = database_now(connection)  # the sweeper compares enqueued_at with the database's
     result = connection.execute(_MARK_ENQUEUED, {"ids": ids, "due": due, "now": now})
     return int(result.rowcount)
 

@@ -42,12 +42,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes + 1
     # No pre-ping: it costs a round trip per request. A connection that died while idle fails
     # one request with 503 (Rivya retries it) and SQLAlchemy then replaces the whole pool.
-    engine = make_engine(settings.database_url, pool_pre_ping=False)
+    engine = make_engine(
+        settings.database_url,
+        transaction_pooling=settings.transaction_pooling,
+        pool_pre_ping=False,
+    )
     faultpoints.arm(settings.fault_points_dir)
     app.extensions["rivyahooks"] = ReceiverState(
         settings=settings,
         engine=engine,
-        inbox=InboxWriter(settings.database_url),
+        inbox=InboxWriter(settings.database_url, transaction_pooling=settings.transaction_pooling),
         sessions=make_session_factory(engine),
         verifier=Verifier(
             settings.webhook_scheme,

@@ -292,6 +292,17 @@ class Settings:
         secret=True,
     )
     # Kombu's SQLAlchemy transport: a broker that needs no server, for the demo and laptops.
+    # PgBouncer in transaction (or statement) pooling hands each transaction whichever server
+    # connection is free, so nothing that lives on a server session survives: psycopg's
+    # prepared statements (made after a statement's 5th run) and LISTEN.
+    database_pooler: str = setting(
+        "DATABASE_POOLER",
+        "none",
+        "`pgbouncer`: `DATABASE_URL` goes through PgBouncer in transaction pooling "
+        "(no prepared statements; the relay polls); `none`: straight to PostgreSQL, or a "
+        "session-pooling proxy",
+        one_of("none", "pgbouncer"),
+    )
     broker_url: str = setting(
         "BROKER_URL",
         "sqla+sqlite:///var/celery-broker.sqlite3",
@@ -336,13 +347,24 @@ class Settings:
         "Redis visibility timeout; events `enqueued` longer are published again",
         whole(10),
     )
-    # One attempt's whole budget: Celery's hard time limit, the claim's lease (plus a short
-    # grace) and, scaled down, the soft limit and the downloads' total deadline.
+    # One attempt's whole budget: Celery's hard time limit (the lease is renewed no longer
+    # than it, plus a short grace) and, scaled down, the soft limit and the downloads' total
+    # deadline.
     process_time_limit_seconds: int = setting(
         "PROCESS_TIME_LIMIT_SECONDS",
         1800,
         "longest one processing attempt may run (downloads included); below the visibility timeout",
         whole(2),
+    )
+    # A claim's lease: the worker renews it every third of it while the attempt runs, so a
+    # killed worker's event is free again within it and the sweeper (SWEEP_INTERVAL_SECONDS)
+    # takes it back at its next run. Short, so recovery takes about two minutes at most.
+    process_lease_seconds: int = setting(
+        "PROCESS_LEASE_SECONDS",
+        45,
+        "a claim's lease, renewed every third of it while the attempt runs; a killed worker's "
+        "event is taken back by the next sweep after it lapses",
+        whole(3),
     )
     process_max_attempts: int = setting(
         "PROCESS_MAX_ATTEMPTS", 8, "attempts before an event is `dead`", whole(1)
@@ -361,6 +383,16 @@ class Settings:
         1.0,
         "longest the relay waits before looking for due events (SQLite: at most 0.25)",
         positive_number,
+    )
+    # `auto` listens unless DATABASE_POOLER says it cannot, and checks that a notification
+    # comes back: one that never does (an unannounced pooler) means polling.
+    relay_listen: str = setting(
+        "RELAY_LISTEN",
+        "auto",
+        "`auto`: the relay is woken by PostgreSQL's NOTIFY when that works through "
+        "`DATABASE_URL`, else polls every `RELAY_POLL_SECONDS`; `on`: always LISTEN; `off`: "
+        "always poll",
+        one_of("auto", "on", "off"),
     )
     rivya_api_base: str = setting(
         "RIVYA_API_BASE", contract.DEFAULT_API_BASE, "Rivya's base URL", http_url
@@ -625,6 +657,11 @@ class Settings:
         "fault testing only: directory of armed fault points; unset disables them",
         text,
     )
+
+    @property
+    def transaction_pooling(self) -> bool:
+        """Return True when DATABASE_URL leads to a pooler that shares server sessions."""
+        return self.database_pooler == "pgbouncer"
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed (tests and the demo use it)."""

@@ -2,9 +2,14 @@
 
 Result URLs come from Rivya's responses and webhooks, so they are treated as untrusted:
 
-- only https, and only hosts whose every resolved address is public (no loopback, private,
-  link-local, reserved, multicast or unspecified address), unless the host is listed in
-  `allowed_hosts` (the simulator on http://127.0.0.1, for example);
+- only https, and only hosts whose every resolved address is global (Python's `is_global`:
+  no loopback, private, shared (100.64/10), link-local, site-local, reserved, multicast,
+  documentation or unspecified address; an IPv4 address embedded in an IPv6 one — mapped,
+  6to4, Teredo, NAT64 — is checked as the IPv4 address it reaches), unless the host is
+  listed in `allowed_hosts` (the simulator on http://127.0.0.1, for example);
+- the host is resolved once, and the connection goes to the address that was checked: a
+  DNS answer that changes in between (rebinding) cannot send it elsewhere. The URL's host
+  still goes in the Host header and TLS's SNI, and the certificate is verified for it;
 - no Authorization header ever (a separate client without the API key), no cookies, no
   redirects (a 3xx is an error: following it would need the policy checked again);
 - the body is streamed to a sink (anything with `write(bytes)`: a file, an upload) in chunks
@@ -16,9 +21,6 @@ Result URLs come from Rivya's responses and webhooks, so they are treated as unt
   when the server announces none) and may refuse by raising: the caller's way to check its
   storage has room, without this module knowing any storage.
 
-Known gap: the host is resolved for the check and again by the connection, so a DNS answer
-that changes between the two (rebinding) is not caught; pinning the checked address would
-need a custom transport.
 """
 
 from __future__ import annotations
@@ -72,11 +74,34 @@ def resolve_addresses(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+# NAT64: the well-known prefix and the local-use one carry an IPv4 address in the last 32 bits.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, and `is_global` on Python 3.11
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Return the IPv4 addresses an IPv6 address reaches: mapped, 6to4, Teredo, NAT64."""
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if any(ip in network for network in _NAT64):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded:
+            return all(_is_public(str(v4)) for v4 in embedded)
+        if ip in _SITE_LOCAL:
+            return False
+    return ip.is_global and not (
         ip.is_private
         or ip.is_loopback
         or ip.is_link_local
@@ -107,6 +132,25 @@ def check_url(
     url: str, allowed_hosts: Iterable[str] = (), resolve: Resolver = resolve_addresses
 ) -> str:
     """Return the URL's host if the download policy allows it, else raise DisallowedURLError."""
+    return checked_target(url, allowed_hosts, resolve).host
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a download may go: the URL's host and the checked addresses to connect to.
+
+    `addresses` is empty for a host of `allowed_hosts`: nothing was checked, so the
+    connection resolves it as usual.
+    """
+
+    host: str
+    addresses: tuple[str, ...]
+
+
+def checked_target(
+    url: str, allowed_hosts: Iterable[str] = (), resolve: Resolver = resolve_addresses
+) -> Target:
+    """Return the URL's host and its checked addresses, else raise DisallowedURLError."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -121,7 +165,7 @@ def check_url(
     if parts.scheme != "https" and not (allowed and parts.scheme == "http"):
         raise DisallowedURLError(f"scheme {parts.scheme!r} is not allowed for {host}")
     if allowed:
-        return host
+        return Target(host, ())
     default_port = 443 if parts.scheme == "https" else 80
     if _is_ip_literal(host):
         # The address is in the URL itself: check it as written, resolve nothing.
@@ -140,7 +184,8 @@ def check_url(
             public = False
         if not public:
             raise DisallowedURLError(f"{host} resolves to a non-public address {address}")
-    return host
+    # In order, once each: the connection tries the next only if one cannot be reached.
+    return Target(host, tuple(dict.fromkeys(addresses)))
 
 
 def download_result(
@@ -163,34 +208,37 @@ def download_result(
     (or None) once the headers are in and before anything is written; what it raises ends
     the download as it is.
     """
-    host = check_url(url, allowed_hosts, resolve)
+    target = checked_target(url, allowed_hosts, resolve)
     own_client = http_client is None
     client = http_client or httpx.Client(
         follow_redirects=False, timeout=httpx.Timeout(timeout_seconds)
     )
     try:
-        return _stream(client, url, sink, host, max_bytes, timeout_seconds, deadline, reserve)
+        return _stream(client, url, sink, target, max_bytes, timeout_seconds, deadline, reserve)
     finally:
         if own_client:
             client.close()
 
 
-def _stream(
-    client: httpx.Client,
-    url: str,
-    sink: Sink,
-    host: str,
-    max_bytes: int,
-    timeout_seconds: float,
-    deadline: float | None,
-    reserve: Reserve | None = None,
-) -> DownloadResult:
-    if deadline is not None:
-        timeout_seconds = min(timeout_seconds, _remaining(deadline, host, 0))
+def pinned_request(
+    client: httpx.Client, url: str, address: str | None, timeout_seconds: float
+) -> httpx.Request:
+    """Build the GET of `url`, sent to `address` (if given) in place of resolving its host.
+
+    The URL's host stays what the server sees (Host) and what TLS names and verifies (SNI):
+    only where the connection goes changes.
+    """
     # identity: Content-Length then counts the bytes we store, and no decompression bomb.
+    headers = {"Accept-Encoding": "identity"}
+    extensions: dict[str, Any] = {}
     try:
+        target = httpx.URL(url)
+        if address is not None:
+            headers["Host"] = target.netloc.decode("ascii")
+            extensions["sni_hostname"] = target.raw_host.decode("ascii")
+            target = target.copy_with(host=address)
         request = client.build_request(
-            "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout_seconds
+            "GET", target, headers=headers, timeout=timeout_seconds, extensions=extensions
         )
     except httpx.InvalidURL as exc:
         # urlsplit (check_url) is laxer than httpx: a URL only httpx refuses is still unusable.
@@ -198,12 +246,45 @@ def _stream(
     # A caller's client may carry default headers; the result host must never see a key.
     for name in ("Authorization", "Cookie", "Proxy-Authorization"):
         request.headers.pop(name, None)
-    try:
-        response = client.send(request, stream=True, follow_redirects=False)
-    except httpx.UnsupportedProtocol as exc:
-        raise DisallowedURLError(f"the URL is not usable: {exc}") from None
-    except httpx.TransportError as exc:
-        raise DownloadTransientError(f"{type(exc).__name__} connecting to {host}") from None
+    return request
+
+
+def _send(client: httpx.Client, url: str, target: Target, timeout_seconds: float) -> httpx.Response:
+    """Open the response from the first checked address that can be reached."""
+    addresses: tuple[str | None, ...] = target.addresses or (None,)
+    for position, address in enumerate(addresses):
+        request = pinned_request(client, url, address, timeout_seconds)
+        try:
+            return client.send(request, stream=True, follow_redirects=False)
+        except httpx.UnsupportedProtocol as exc:
+            raise DisallowedURLError(f"the URL is not usable: {exc}") from None
+        except httpx.ConnectError as exc:
+            if position + 1 < len(addresses):
+                continue  # an address of the host that does not answer: try the next
+            raise DownloadTransientError(
+                f"{type(exc).__name__} connecting to {target.host}"
+            ) from None
+        except httpx.TransportError as exc:
+            raise DownloadTransientError(
+                f"{type(exc).__name__} connecting to {target.host}"
+            ) from None
+    raise AssertionError("unreachable: at least one address is tried")
+
+
+def _stream(
+    client: httpx.Client,
+    url: str,
+    sink: Sink,
+    target: Target,
+    max_bytes: int,
+    timeout_seconds: float,
+    deadline: float | None,
+    reserve: Reserve | None = None,
+) -> DownloadResult:
+    host = target.host
+    if deadline is not None:
+        timeout_seconds = min(timeout_seconds, _remaining(deadline, host, 0))
+    response = _send(client, url, target, timeout_seconds)
     try:
         _check_status(response, host)
         expected = _content_length(response)

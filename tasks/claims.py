@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.base import UTCDateTime, clip, utcnow
+from models.base import UTCDateTime, clip
+from models.clock import database_now
 from models.events import (
     AttemptOutcome,
     EventAttempt,
@@ -72,11 +73,12 @@ def claimable_status(event: WebhookEvent, now: dt.datetime) -> bool:
 
 def claim_event(runtime: Runtime, event_id: str, resume: str | None = None) -> Claim | None:
     """Claim the event for one attempt, or return None (and say why in the log)."""
-    now = utcnow()
-    lease = now + dt.timedelta(seconds=runtime.limits.lease)
     deadline = time.monotonic() + runtime.limits.downloads
     returned = (WebhookEvent.id, WebhookEvent.task_id, WebhookEvent.attempts)
     with runtime.sessions.begin() as session:
+        # The database's clock: a host whose clock runs ahead must not take a live lease.
+        now = database_now(session)
+        lease = now + dt.timedelta(seconds=first_lease(runtime))
         if resume is not None:
             resumed = session.execute(
                 update(WebhookEvent)
@@ -135,6 +137,11 @@ def claim_event(runtime: Runtime, event_id: str, resume: str | None = None) -> C
     pk, task_id, attempts = claimed
     assert task_id is not None  # the claim's WHERE asks for one
     return Claim(pk, event_id, task_id, token, number, attempts, deadline)
+
+
+def first_lease(runtime: Runtime) -> float:
+    """Return a new claim's lease in seconds: never past the hard time limit (plus grace)."""
+    return min(runtime.limits.lease, runtime.limits.renewals_end)
 
 
 _EXPIRED_ERROR = "the lease expired before the worker finished (killed, or stuck past the limit)"
@@ -201,9 +208,10 @@ class LapsedClaim:
     lease_expires_at: dt.datetime
 
 
-def expire_lapsed_leases(runtime: Runtime, now: dt.datetime) -> int:
+def expire_lapsed_leases(runtime: Runtime) -> int:
     """Take back every event whose claim's lease lapsed; return how many were taken back."""
     with runtime.sessions() as session:
+        now = database_now(session)
         lapsed = [
             LapsedClaim(pk, event_id, token, attempts, lease)
             for pk, event_id, token, attempts, lease in session.execute(
@@ -225,13 +233,13 @@ def expire_lapsed_leases(runtime: Runtime, now: dt.datetime) -> int:
         ]
     moved = 0
     for claim in lapsed:
-        if expire_lease(runtime, claim, now):
+        if expire_lease(runtime, claim):
             moved += 1
             reach("sweeper.moved")
     return moved
 
 
-def expire_lease(runtime: Runtime, claim: LapsedClaim, now: dt.datetime) -> bool:
+def expire_lease(runtime: Runtime, claim: LapsedClaim) -> bool:
     """Take the event back from a lapsed claim; False if anyone moved it since it was read.
 
     The attempt is recorded `expired`; the event becomes `failed`, due now (the relay
@@ -239,13 +247,14 @@ def expire_lease(runtime: Runtime, claim: LapsedClaim, now: dt.datetime) -> bool
     """
     error = (
         f"attempt {claim.attempts}: the lease expired at {claim.lease_expires_at} before the "
-        "worker finished (killed, or stuck past PROCESS_TIME_LIMIT_SECONDS)"
+        "worker finished (killed, lost, or stuck past PROCESS_TIME_LIMIT_SECONDS)"
     )
     if claim.attempts >= runtime.settings.process_max_attempts:
         target, reason = EventStatus.DEAD, f"gave up after {claim.attempts} attempts: {error}"
     else:
         target, reason = EventStatus.FAILED, "lease expired; retry scheduled now"
     with runtime.sessions.begin() as session:
+        now = database_now(session)
         # Compare-and-set: the same claim still holds it and its lease still lapsed, so
         # nobody claimed, finished or renewed it since the read.
         changed = session.execute(

@@ -13,9 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
-from models.base import clip, utcnow
+from models.base import clip
+from models.clock import database_now
 from models.events import AttemptOutcome, EventStatus, WebhookEvent, finish_attempt, move
 from rivyahooks_foundation.metrics.worker import EVENTS_FINISHED
 from rivyahooks_protocol.backoff import backoff_seconds
@@ -26,9 +27,6 @@ log = logging.getLogger(__name__)
 
 # No attempt of the worker waits longer than this, whatever the attempt or Retry-After.
 BACKOFF_MAX_SECONDS = 300.0
-# Errors of the database connection itself: retrying later may succeed. Anything else the
-# database raises (a refused value, a broken constraint) is a failure of the attempt.
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 class PermanentFailure(Exception):
@@ -83,7 +81,35 @@ def record_outcome(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
 
     A failure schedules the next attempt: the relay publishes the event at next_attempt_at.
     """
-    now = utcnow()
+    with runtime.sessions.begin() as session:
+        now = database_now(session)
+        moved, retry_at = _record(session, runtime, claim, outcome, now)
+    if moved and outcome.status is not EventStatus.FAILED:
+        EVENTS_FINISHED.labels(outcome.status.value).inc()
+    if not moved:
+        log.warning(
+            "event %s: attempt %d's claim was taken over (its lease lapsed); outcome %s dropped",
+            claim.event_id,
+            claim.number,
+            outcome.status.value,
+        )
+    elif outcome.status is EventStatus.FAILED:
+        log.warning(
+            "event %s attempt %d failed (%s); retry at %s",
+            claim.event_id,
+            claim.number,
+            outcome.reason,
+            retry_at,
+        )
+    elif outcome.status is EventStatus.DEAD:
+        log.error("event %s dead: %s", claim.event_id, outcome.reason)
+    return bool(moved)
+
+
+def _record(
+    session: Session, runtime: Runtime, claim: Claim, outcome: Outcome, now: dt.datetime
+) -> tuple[bool, dt.datetime | None]:
+    """Write the outcome at the database's `now`; return (moved, retry_at)."""
     values: dict[str, Any] = {
         "finished_at": now,
         "claim_token": None,
@@ -108,45 +134,25 @@ def record_outcome(runtime: Runtime, claim: Claim, outcome: Outcome) -> bool:
         retry_at = now + dt.timedelta(seconds=delay)
         values["next_attempt_at"] = retry_at
         values["status_reason"] = f"attempt {claim.number} failed; retry at {retry_at.isoformat()}"
-    with runtime.sessions.begin() as session:
-        moved = session.execute(
-            move(
-                outcome.status,
-                WebhookEvent.id == claim.pk,
-                WebhookEvent.claim_token == claim.token,
-                **values,
-            )
-        ).rowcount  # type: ignore[attr-defined]
-        session.execute(
-            finish_attempt(
-                claim.event_id,
-                AttemptOutcome(outcome.status.value),
-                error,
-                now,
-                retry_at=retry_at,
-                number=claim.number,
-            )
+    moved = session.execute(
+        move(
+            outcome.status,
+            WebhookEvent.id == claim.pk,
+            WebhookEvent.claim_token == claim.token,
+            **values,
         )
-    if moved and outcome.status is not EventStatus.FAILED:
-        EVENTS_FINISHED.labels(outcome.status.value).inc()
-    if not moved:
-        log.warning(
-            "event %s: attempt %d's claim was taken over (its lease lapsed); outcome %s dropped",
+    ).rowcount  # type: ignore[attr-defined]
+    session.execute(
+        finish_attempt(
             claim.event_id,
-            claim.number,
-            outcome.status.value,
+            AttemptOutcome(outcome.status.value),
+            error,
+            now,
+            retry_at=retry_at,
+            number=claim.number,
         )
-    elif outcome.status is EventStatus.FAILED:
-        log.warning(
-            "event %s attempt %d failed (%s); retry at %s",
-            claim.event_id,
-            claim.number,
-            outcome.reason,
-            retry_at,
-        )
-    elif outcome.status is EventStatus.DEAD:
-        log.error("event %s dead: %s", claim.event_id, outcome.reason)
-    return bool(moved)
+    )
+    return bool(moved), retry_at
 
 
 # --- a full result storage ------------------------------------------------------------------

@@ -6,14 +6,15 @@ open across a network call or a download.
 
 Nothing is left stranded, whatever goes wrong:
 
-- a claim is a compare-and-set that records a lease (tasks.claims); a second claim of an
-  event still running is refused, and a worker whose lease lapsed cannot overwrite a newer
-  outcome;
+- a claim is a compare-and-set that records a short lease (tasks.claims), renewed while
+  the attempt runs (tasks.lease); a second claim of an event still running is refused, and
+  a worker whose lease lapsed cannot overwrite a newer outcome;
 - every exception after the claim, named or not, ends the attempt as a recorded failure
   (tasks.outcomes: `failed` with a due time for the relay, or `dead`), counted against
   PROCESS_MAX_ATTEMPTS;
-- a database error cannot be recorded: DatabaseUnavailable tells the task to retry later,
-  resuming the same claim; if that gives up too, the lease lapses and the sweeper recovers
+- the database being unavailable (models.transient) cannot be recorded:
+  DatabaseUnavailable tells the task to retry later, resuming the same claim; if that gives
+  up too, the unrenewed lease lapses within PROCESS_LEASE_SECONDS and the sweeper recovers
   the event;
 - every attempt leaves a row in event_attempts.
 """
@@ -30,6 +31,7 @@ from sqlalchemy import func, select
 from models.base import clip
 from models.events import EventStatus
 from models.generations import GenerationOutput, insert_output
+from models.transient import is_transient
 from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.logconfig import bind_contextvars
 from rivyahooks_foundation.metrics.worker import (
@@ -47,8 +49,8 @@ from rivyahooks_protocol.generation import GenerationDocument, parse_generation
 from storage import Storage, StorageFull, output_key
 from tasks.claims import Claim, claim_event
 from tasks.generation_state import apply_generation, lock_generation, mark_results_stored
+from tasks.lease import LeaseKeeper
 from tasks.outcomes import (
-    TRANSIENT_DATABASE_ERRORS,
     DatabaseUnavailable,
     Outcome,
     PermanentFailure,
@@ -73,22 +75,28 @@ def process_event(runtime: Runtime, event_id: str, *, resume: str | None = None)
     """
     try:
         claim = claim_event(runtime, event_id, resume)
-    except TRANSIENT_DATABASE_ERRORS as exc:
-        raise DatabaseUnavailable(resume) from exc
+    except Exception as exc:
+        if is_transient(exc):
+            raise DatabaseUnavailable(resume) from exc
+        raise
     if claim is None:
         return None
     bind_contextvars(task_id=claim.task_id)
     try:
-        reach("worker.claimed")
-        outcome = _process_generation(runtime, claim)
-    except TRANSIENT_DATABASE_ERRORS as exc:
-        raise DatabaseUnavailable(claim.token) from exc
+        # The lease is short: it is renewed for as long as the attempt runs.
+        with LeaseKeeper(runtime, claim):
+            reach("worker.claimed")
+            outcome = _process_generation(runtime, claim)
     except Exception as exc:
+        if is_transient(exc):
+            raise DatabaseUnavailable(claim.token) from exc
         outcome = failure_outcome(runtime, claim, exc)
     try:
         record_outcome(runtime, claim, outcome)
-    except TRANSIENT_DATABASE_ERRORS as exc:
-        raise DatabaseUnavailable(claim.token) from exc
+    except Exception as exc:
+        if is_transient(exc):
+            raise DatabaseUnavailable(claim.token) from exc
+        raise
     reach("worker.finished")
     if outcome.status is not EventStatus.DEAD:  # record_outcome says why it is dead
         log.info("event %s %s task_id=%s", event_id, outcome.status.value, claim.task_id)

@@ -28,11 +28,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.base import utcnow
 from models.db import dialect_insert
+from models.event_keys import EventKey
 from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationStatus
 from models.inbox import event_row, store_events
 from models.reconcile import ReconcileState
-from models.tombstones import EventTombstone
 from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.metrics.worker import RECONCILE_FOUND
 from rivyahooks_protocol import contract
@@ -315,11 +315,9 @@ def _store_page(
             known = set(
                 session.scalars(select(WebhookEvent.event_id).where(WebhookEvent.event_id.in_(ids)))
             )
-            # Purged events are known too: their tombstones answer for them.
+            # Purged events are known too: their keys stay (tombstones).
             known |= set(
-                session.scalars(
-                    select(EventTombstone.event_id).where(EventTombstone.event_id.in_(ids))
-                )
+                session.scalars(select(EventKey.event_id).where(EventKey.event_id.in_(ids)))
             )
         summary.events_missing += len(set(ids) - known)
         return len(set(ids) - known)

@@ -16,7 +16,7 @@ from celery import Task, shared_task
 from rivyahooks_protocol.backoff import backoff_seconds
 from storage import open_storage
 from tasks import names
-from tasks.outcomes import BACKOFF_MAX_SECONDS, DatabaseUnavailable
+from tasks.outcomes import DatabaseUnavailable
 from tasks.processing import process_event
 from tasks.reconcile import ReconcileBusy, reconcile
 from tasks.retention import purge
@@ -24,10 +24,14 @@ from tasks.sweep import sweep
 
 log = logging.getLogger(__name__)
 
-# Retries of a task whose database failed under it (about 4 minutes in all). Past them the
-# message is acknowledged; the claim's lease lapses and the sweeper takes the event back.
-DATABASE_RETRIES = 8
+# Retries of a task whose database is unavailable: each waits at most
+# DATABASE_RETRY_MAX_SECONDS, so a recovered database is noticed within seconds, and together
+# they ride out an outage of at least five minutes (60 waits, most of them 5 to 10 s). Past
+# them the message is acknowledged; the claim's unrenewed lease lapses within
+# PROCESS_LEASE_SECONDS and the sweeper takes the event back.
+DATABASE_RETRIES = 60
 DATABASE_RETRY_BASE_SECONDS = 1.0
+DATABASE_RETRY_MAX_SECONDS = 10.0
 
 
 @shared_task(
@@ -48,7 +52,7 @@ def process(self: Task, event_id: str, resume: str | None = None) -> None:
         delay = backoff_seconds(
             self.request.retries + 1,
             base_seconds=DATABASE_RETRY_BASE_SECONDS,
-            max_seconds=BACKOFF_MAX_SECONDS,
+            max_seconds=DATABASE_RETRY_MAX_SECONDS,
         )
         cause = exc.__cause__
         log.warning(

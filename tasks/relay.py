@@ -9,10 +9,15 @@ took them, with a compare-and-set. If it dies in between, the rows are published
 - Several relays may run: on PostgreSQL each locks its batch with FOR UPDATE SKIP LOCKED.
 - On PostgreSQL it sleeps on LISTEN, woken by the NOTIFY in the writers' statements, and
   polls every RELAY_POLL_SECONDS as a fallback and for retries falling due; SQLite has no
-  notifications, so it polls at least every 0.25 s there. Once it found work it stays
+  notifications, so it polls at least every 0.25 s there. Behind PgBouncer in transaction
+  pooling LISTEN cannot work (the server connection that listens goes back to the pool):
+  there it only polls, told by DATABASE_POOLER or RELAY_LISTEN, or because a notification
+  it sent itself never came back. Its first lines say which, once. Once it found work it stays
   awake for RELAY_ACTIVE_SECONDS, looking every ACTIVE_POLL_SECONDS: the receiver notifies
   at most every NOTIFY_EVERY_SECONDS per process (see models/inbox.py), so the deliveries
   in between are found by this short poll.
+- With a Redis broker it notices within seconds when Redis lost its messages (restarted
+  without persistence) and publishes what was enqueued before again (tasks/broker_loss.py).
 - When the broker or the database is unavailable it stops publishing, says so once, backs
   off, and resumes by itself. SIGTERM stops it after the batch in hand.
 """
@@ -28,12 +33,14 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.base import utcnow
+from models.clock import database_now
 from models.db import make_engine
 from models.events import DUE_PREDICATE, WebhookEvent
 from models.inbox import NOTIFY_EVERY_SECONDS, RELAY_CHANNEL, due_events, mark_enqueued
 from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.metrics.relay import RELAY_LAG, RELAY_PUBLISHED
 from rivyahooks_foundation.settings import Settings
+from tasks.broker_loss import watch_for
 from tasks.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -53,16 +60,30 @@ PROGRESS_EVERY_SECONDS = 10.0
 WAIT_SLICE_SECONDS = 0.25
 
 
+# How long a notification the relay sent itself may take to come back before it concludes
+# that LISTEN does not work through DATABASE_URL. Milliseconds on a direct connection.
+LISTEN_CHECK_SECONDS = 3.0
+
+
 class BrokerUnavailable(Exception):
     """The broker refused or did not take a batch; its rows stay due in the database."""
 
 
-class Listener:
-    """A PostgreSQL connection that LISTENs on the relay's channel."""
+class ListenUnsupported(Exception):
+    """LISTEN was accepted but no notification arrives (a pooler in transaction mode)."""
 
-    def __init__(self, engine: Engine) -> None:
+
+class Listener:
+    """A PostgreSQL connection that LISTENs on the relay's channel.
+
+    With `check`, the first connection proves that notifications arrive by sending one
+    through another connection of the engine, and raises ListenUnsupported if it never comes.
+    """
+
+    def __init__(self, engine: Engine, *, check: bool = True) -> None:
         self._engine = engine
         self._connection: Any = None
+        self._unchecked = check
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for a notification; return True if one came."""
@@ -88,8 +109,23 @@ class Listener:
             connection.autocommit = True
             connection.execute(f"LISTEN {RELAY_CHANNEL}")
             self._connection = connection
+            if self._unchecked:
+                self._check(connection)
             log.debug("relay: listening for notifications on %s", RELAY_CHANNEL)
         return self._connection
+
+    def _check(self, connection: Any) -> None:
+        with self._engine.begin() as sender:
+            sender.execute(select(func.pg_notify(RELAY_CHANNEL, "relay: checking LISTEN")))
+        # Any notification will do, a writer's as well: it proves they reach this connection.
+        if not any(True for _ in connection.notifies(timeout=LISTEN_CHECK_SECONDS, stop_after=1)):
+            self.close()
+            raise ListenUnsupported
+        self._unchecked = False
+
+    def start(self) -> None:
+        """Connect and LISTEN now (raising ListenUnsupported) rather than at the first wait."""
+        self._connect()
 
     def close(self) -> None:
         if self._connection is not None:
@@ -102,10 +138,19 @@ class Listener:
 class Relay:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
+        self.engine = make_engine(
+            settings.database_url, transaction_pooling=settings.transaction_pooling
+        )
         self.publisher = Publisher(settings)
+        self.broker_watch = watch_for(settings.broker_url)
         postgres = self.engine.dialect.name == "postgresql"
-        self.listener = Listener(self.engine) if postgres else None
+        # Why the relay does not LISTEN (None: it does); said in its first line.
+        self.not_listening = _why_not_listening(settings, postgres)
+        self.listener = (
+            Listener(self.engine, check=settings.relay_listen == "auto")
+            if self.not_listening is None
+            else None
+        )
         self.poll_seconds = (
             settings.relay_poll_seconds
             if postgres
@@ -124,18 +169,31 @@ class Relay:
 
     def run(self) -> None:
         """Publish due events until stopped."""
-        log.info(
-            "relay started: %s database, %s every %.2f s, batches of %d",
-            self.engine.dialect.name,
-            "woken by NOTIFY, else polling" if self.listener else "polling",
-            self.poll_seconds,
-            BATCH,
-        )
+        if self.not_listening is None:
+            log.info(
+                "relay started: %s database, woken by NOTIFY, else polling every %.2f s, "
+                "batches of %d",
+                self.engine.dialect.name,
+                self.poll_seconds,
+                BATCH,
+            )
+            self._start_listening()
+        else:
+            log.info(
+                "relay started: %s database, polling every %.2f s without LISTEN (%s), "
+                "batches of %d",
+                self.engine.dialect.name,
+                self.poll_seconds,
+                self.not_listening,
+                BATCH,
+            )
         wait = OUTAGE_FIRST_WAIT
         reported_at, reported = time.monotonic(), 0
         try:
             while not self._stopping.is_set():
                 try:
+                    if self.broker_watch is not None:
+                        self.broker_watch.check(self.engine)
                     count = self.publish_due()
                 except BrokerUnavailable as exc:
                     self.refused += 1
@@ -179,12 +237,20 @@ class Relay:
     def close(self) -> None:
         self._drop_listener()
         self.publisher.close()
+        if self.broker_watch is not None:
+            self.broker_watch.close()
         self.engine.dispose()
+
+    @property
+    def broker_checks(self) -> int:
+        """Return how many times the broker's sentinel was read (0 without a Redis broker)."""
+        return self.broker_watch.checks if self.broker_watch is not None else 0
 
     def publish_due(self) -> int:
         """Publish one batch of due events; return how many were published."""
-        now = utcnow()
         with self.engine.begin() as connection:
+            # The database's clock decides what is due, whichever host the relay runs on.
+            now = database_now(connection)
             due = due_events(connection, now, BATCH)
             if not due:
                 return 0
@@ -208,14 +274,43 @@ class Relay:
     def backlog(self) -> int:
         """Return how many events are due and not yet published."""
         with self.engine.connect() as connection:
+            now = database_now(connection)
             return int(
                 connection.scalar(
                     select(func.count())
                     .select_from(WebhookEvent)
-                    .where(text(DUE_PREDICATE), WebhookEvent.next_attempt_at <= utcnow())
+                    .where(text(DUE_PREDICATE), WebhookEvent.next_attempt_at <= now)
                 )
                 or 0
             )
+
+    def _start_listening(self) -> None:
+        """Check LISTEN before the first batch, so that the start says how the relay waits."""
+        if self.listener is None:
+            return
+        try:
+            self.listener.start()
+        except ListenUnsupported:
+            self._poll_without_listen()
+        except Exception as exc:
+            # The database is down: the loop says so; the first wait checks again.
+            log.debug("relay: LISTEN not started yet: %s", exc)
+            self._drop_listener()
+
+    def _poll_without_listen(self) -> None:
+        self.listener = None
+        self.not_listening = "no notification came back through DATABASE_URL"
+        # Whatever loses LISTEN loses prepared statements too: an engine that prepares none.
+        self.engine.dispose()
+        self.engine = make_engine(self.settings.database_url, transaction_pooling=True)
+        log.warning(
+            "relay: LISTEN gets no notifications through DATABASE_URL within %.0f s (a pooler in "
+            "transaction mode, such as PgBouncer?); polling every %.2f s without LISTEN from "
+            "now on, without prepared statements; next: set DATABASE_POOLER=pgbouncer for "
+            "every role (the others need it too)",
+            LISTEN_CHECK_SECONDS,
+            self.poll_seconds,
+        )
 
     def _wait_for_work(self, seconds: float) -> None:
         """Wait up to `seconds`, less if a notification comes or a stop is asked for."""
@@ -230,6 +325,8 @@ class Relay:
             try:
                 if self.listener.wait(min(left, WAIT_SLICE_SECONDS)):
                     return
+            except ListenUnsupported:
+                self._poll_without_listen()
             except Exception as exc:
                 # Polling still works without it; the next wait reconnects.
                 log.warning("relay: LISTEN connection lost (%s); polling", type(exc).__name__)
@@ -271,3 +368,14 @@ class Relay:
             what,
             time.monotonic() - since,
         )
+
+
+def _why_not_listening(settings: Settings, postgres: bool) -> str | None:
+    """Return why the relay only polls, or None when it LISTENs."""
+    if not postgres:
+        return "SQLite has no notifications"
+    if settings.relay_listen == "off":
+        return "RELAY_LISTEN=off"
+    if settings.relay_listen == "auto" and settings.transaction_pooling:
+        return "DATABASE_POOLER=pgbouncer: transaction pooling cannot keep a LISTEN"
+    return None

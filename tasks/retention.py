@@ -1,18 +1,19 @@
 """Retention: forget finished events (leaving a tombstone) and, if asked, old results.
 
 Only `processed` and `ignored` events go: an unfinished, `dead` or `quarantined` one stays
-whatever its age, since an operator still has to see it. Each purged event leaves its id in
-event_tombstones, which the receiver's insert checks, so a late redelivery or the reconciler
-reading the event log again is answered as a duplicate, never processed twice.
+whatever its age, since an operator still has to see it. A purged event's key stays in
+event_keys, marked purged (a tombstone): every store inserts the key first, so a late
+redelivery or the reconciler reading the event log again is refused by the primary key and
+answered as a duplicate, never processed twice, however it races the purge.
 
 A tombstone is needed only while its event can come back: Rivya redelivers for a few days
 and keeps its event log, which the reconciler reads, for a month. Once both are past, the
 purge drops the tombstone too, so the table does not grow forever in its place.
 
-Work is done in small batches, each in short transactions of its own, so no lock is held
-long enough to stall the receiver. Per batch, the tombstones commit before the rows are
-deleted: a delivery racing the purge either still finds the row (a conflict) or already
-finds the tombstone; there is no moment where it finds neither.
+Work is done in small batches, each a short transaction of its own, so no lock is held
+long enough to stall the receiver. The purge never frees an event's key, so there is no
+moment where a delivery finds neither the row nor its key; only the tombstone's expiry does,
+once the event cannot come back.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from typing import Any
 from sqlalchemy import delete, exists, func, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime
+from models.clock import database_now
 from models.db import dialect_insert
 from models.delivery_counts import forget_counts_before
+from models.event_keys import EventKey
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
-from models.tombstones import EventTombstone
 from rivyahooks_foundation.metrics.worker import PURGED
 from rivyahooks_protocol import contract
 from storage import Storage
@@ -72,6 +74,12 @@ def _old_events(cutoff: dt.datetime) -> Any:
     return (WebhookEvent.status.in_(PURGEABLE_EVENTS)) & (WebhookEvent.updated_at < cutoff)
 
 
+def _database_now(sessions: sessionmaker[Session]) -> dt.datetime:
+    """Return the database's time: ages are measured by it, whichever host purges."""
+    with sessions() as session:
+        return database_now(session)
+
+
 def purge_events(
     sessions: sessionmaker[Session],
     older_than: dt.timedelta,
@@ -81,7 +89,7 @@ def purge_events(
     say: Progress | None = None,
 ) -> None:
     """Delete finished events last changed before now - older_than, keeping tombstones."""
-    cutoff = utcnow() - older_than
+    cutoff = _database_now(sessions) - older_than
     summary.events_before = cutoff.isoformat()
     if summary.dry_run:
         with sessions() as session:
@@ -91,29 +99,36 @@ def purge_events(
         return
     while True:
         with sessions.begin() as session:
+            # Locked until the batch commits: a replay waits, rather than moving an event
+            # whose key was just marked purged.
             ids = list(
-                session.scalars(select(WebhookEvent.id).where(_old_events(cutoff)).limit(batch))
+                session.scalars(
+                    select(WebhookEvent.id)
+                    .where(_old_events(cutoff))
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
             )
             if not ids:
                 return
+            purged_at = database_now(session)
             # Copied inside the database: no ids travel back and forth, and the statement
-            # is compiled once, not once per batch of a thousand values.
+            # is compiled once, not once per batch of a thousand values. An event stored
+            # before event_keys existed gets its key here.
+            insert = dialect_insert(session, EventKey)
             session.execute(
-                dialect_insert(session, EventTombstone)
-                .from_select(
+                insert.from_select(
                     ["event_id", "purged_at"],
-                    select(WebhookEvent.event_id, literal(utcnow(), UTCDateTime())).where(
+                    select(WebhookEvent.event_id, literal(purged_at, UTCDateTime())).where(
                         WebhookEvent.id.in_(ids)
                     ),
+                ).on_conflict_do_update(
+                    index_elements=["event_id"], set_={"purged_at": insert.excluded.purged_at}
                 )
-                .on_conflict_do_nothing(index_elements=["event_id"])
             )
-        with sessions.begin() as session:
-            # Checked again: a replay may have moved one of them since.
             deleted = session.execute(
                 delete(WebhookEvent)
                 .where(WebhookEvent.id.in_(ids))
-                .where(_old_events(cutoff))
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
         summary.events_purged += deleted
@@ -132,20 +147,20 @@ def expire_tombstones(
     say: Progress | None = None,
 ) -> None:
     """Delete the tombstones of events Rivya can no longer send again (TOMBSTONE_LIFETIME)."""
-    cutoff = utcnow() - TOMBSTONE_LIFETIME
+    cutoff = _database_now(sessions) - TOMBSTONE_LIFETIME
     summary.tombstones_before = cutoff.isoformat()
-    old = EventTombstone.purged_at < cutoff  # the purged_at index
+    old = EventKey.purged_at < cutoff  # the partial index of tombstones; NULL never matches
     if summary.dry_run:
         with sessions() as session:
             summary.tombstones_expired = int(
-                session.scalar(select(func.count()).select_from(EventTombstone).where(old)) or 0
+                session.scalar(select(func.count()).select_from(EventKey).where(old)) or 0
             )
         return
     while True:
         with sessions.begin() as session:
-            ids = list(session.scalars(select(EventTombstone.event_id).where(old).limit(batch)))
+            ids = list(session.scalars(select(EventKey.event_id).where(old).limit(batch)))
             if ids:
-                session.execute(delete(EventTombstone).where(EventTombstone.event_id.in_(ids)))
+                session.execute(delete(EventKey).where(EventKey.event_id.in_(ids)))
         summary.tombstones_expired += len(ids)
         PURGED.labels("tombstones").inc(len(ids))
         if say and ids:
@@ -169,7 +184,7 @@ def purge_results(
     Rows go first, then files: a crash in between leaves unreferenced files, never rows
     pointing at missing ones.
     """
-    cutoff = utcnow() - older_than
+    cutoff = _database_now(sessions) - older_than
     summary.results_before = cutoff.isoformat()
     last_id = 0
     while True:
@@ -235,7 +250,7 @@ def purge(
             # The console's per-minute delivery counts: one row per minute and outcome,
             # kept as long as the events they counted.
             with sessions.begin() as session:
-                forget_counts_before(session, utcnow() - events_older_than)
+                forget_counts_before(session, database_now(session) - events_older_than)
     if results_older_than is not None:
         purge_results(sessions, storage, results_older_than, summary, batch=batch, say=say)
     log.info("purge done", extra={"purge": summary.as_dict()})

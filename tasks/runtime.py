@@ -21,19 +21,25 @@ from rivyahooks_foundation.settings import Settings, SettingsError
 from rivyahooks_protocol.client import RivyaClient
 from storage import Storage, open_storage
 
-# Between Celery's hard time limit killing an attempt and its lease lapsing: the kill is not
-# instantaneous, and another claim must never start while the first still runs.
+# Between Celery's hard time limit killing an attempt and its last renewed lease: the kill is
+# not instantaneous, and another claim must never start while the first still runs.
 LEASE_GRACE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class TimeLimits:
-    """How long one processing attempt may take, all derived from PROCESS_TIME_LIMIT_SECONDS."""
+    """How long one processing attempt may take, and how long its claim holds unrenewed."""
 
     downloads: float  # every download of the attempt ends by then (a total deadline)
     soft: float  # Celery raises SoftTimeLimitExceeded: recorded as a failed attempt
     hard: float  # Celery kills the process running the attempt
-    lease: float  # the claim lapses; the sweeper or the next claim takes over
+    lease: float  # an unrenewed claim lapses; the sweeper or the next claim takes over
+    renewals_end: float  # the lease is renewed no later than this into the attempt
+
+    @property
+    def renew_every(self) -> float:
+        """Return how often the running attempt renews its lease: thrice per lease."""
+        return self.lease / 3
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TimeLimits:
@@ -43,11 +49,12 @@ class TimeLimits:
             downloads=hard * 0.8,
             soft=hard * 0.9,
             hard=hard,
-            lease=hard + LEASE_GRACE_SECONDS,
+            lease=float(settings.process_lease_seconds),
+            renewals_end=hard + LEASE_GRACE_SECONDS,
         )
         # Past the visibility timeout the broker hands the message to a second worker; the
-        # first must be finished (or killed, its lease lapsed) by then.
-        if limits.lease >= settings.task_visibility_timeout_seconds:
+        # first must be finished (or killed, its renewals over) by then.
+        if limits.renewals_end >= settings.task_visibility_timeout_seconds:
             raise SettingsError(
                 f"PROCESS_TIME_LIMIT_SECONDS ({settings.process_time_limit_seconds}) plus "
                 f"{LEASE_GRACE_SECONDS:g} s must stay below TASK_VISIBILITY_TIMEOUT_SECONDS "
@@ -85,7 +92,10 @@ class Runtime:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url)
+            self._engine = make_engine(
+                self.settings.database_url,
+                transaction_pooling=self.settings.transaction_pooling,
+            )
         return self._engine
 
     @property

@@ -7,7 +7,8 @@
 - `enqueued` for longer than the visibility window: the broker lost the message (a restart
   without persistence) or never delivered it. The event goes back to `received`.
 
-Every move is a compare-and-set: an event a worker claimed (or finished) since it was read
+Times are the database's (models.clock), so a host whose clock runs ahead takes back nothing
+early. Every move is a compare-and-set: an event a worker claimed (or finished) since it was read
 is left alone.
 """
 
@@ -17,7 +18,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from models.base import utcnow
+from models.clock import database_now
 from models.events import EventStatus, WebhookEvent, move
 from models.inbox import wake_relay
 from rivyahooks_foundation.faultpoints import reach
@@ -36,9 +37,8 @@ class SweepResult:
 
 def sweep(runtime: Runtime) -> SweepResult:
     """Recover what was lost; return how many events each rule moved."""
-    now = utcnow()
-    expired = expire_lapsed_leases(runtime, now)
-    lost = _republish_lost(runtime, now)
+    expired = expire_lapsed_leases(runtime)
+    lost = _republish_lost(runtime)
     if expired or lost:
         log.info("sweep: %d lease(s) expired, %d lost message(s) republished", expired, lost)
     # Partial files and uploads of killed workers.
@@ -46,9 +46,10 @@ def sweep(runtime: Runtime) -> SweepResult:
     return SweepResult(leases_expired=expired, messages_lost=lost)
 
 
-def _republish_lost(runtime: Runtime, now: dt.datetime) -> int:
-    cutoff = now - dt.timedelta(seconds=runtime.settings.task_visibility_timeout_seconds)
+def _republish_lost(runtime: Runtime) -> int:
     with runtime.sessions.begin() as session:
+        now = database_now(session)
+        cutoff = now - dt.timedelta(seconds=runtime.settings.task_visibility_timeout_seconds)
         # One statement: its WHERE is the compare-and-set for every row it moves.
         moved = int(
             session.execute(

@@ -7,7 +7,6 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from models.base import utcnow
 from models.db import count_by
 from models.events import EventAttempt, EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput
@@ -203,37 +202,61 @@ def show_event(ctx: Context, event_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def audit_events(ctx: Context, as_json: bool) -> None:
-    """Check that no event is stranded; exit 1 naming every one that is, and why.
+    """Check that no event is stranded or parked; exit 1 naming every one that is, and why.
 
     Every event must be terminal, or scheduled: due for the relay, on the broker within the
-    visibility window, or held by a worker whose lease is live.
+    visibility window, or held by a worker whose lease is live. A scheduled event is parked
+    when nothing will act on it within two minutes while the database and broker answer: a
+    lease far ahead, a due time long past, or a message the broker lost.
     """
     from models.audit import audit
+    from models.clock import database_now
+    from tasks.backlog import broker_messages
 
     sessions = open_database(ctx.settings)
+    messages = broker_messages(ctx.settings)
     with sessions() as session:
-        report = audit(session, utcnow(), ctx.settings.task_visibility_timeout_seconds)
+        report = audit(
+            session,
+            database_now(session),
+            ctx.settings.task_visibility_timeout_seconds,
+            messages,
+        )
     if as_json:
         echo_json(
             {
                 "ok": report.ok,
                 "unfinished_checked": report.checked,
                 "unfinished": dict(report.unfinished),
+                "broker_messages": report.broker_messages,
                 "stranded": [vars(item) for item in report.stranded],
+                "parked": [vars(item) for item in report.parked],
             }
         )
     else:
         waiting = ", ".join(f"{n} {status}" for status, n in sorted(report.unfinished.items()))
         click.echo(f"unfinished events checked: {report.checked} ({waiting or 'none'})")
+        if report.broker_messages is None:
+            click.echo("broker not read: messages it lost are not looked for")
         for item in report.stranded:
             click.echo(f"STRANDED {item.event_id} ({item.status}): {item.why}")
+        for parked in report.parked:
+            click.echo(
+                f"PARKED {parked.event_id} ({parked.status}): {parked.why}; {parked.next_step}"
+            )
         if report.ok:
             click.echo("ok: every event is finished or scheduled")
-    if not report.ok:
+    if report.stranded:
         fail(
-            f"{len(report.stranded)} stranded event(s)",
+            f"{len(report.stranded)} stranded event(s)"
+            + (f", {len(report.parked)} parked" if report.parked else ""),
             "check that beat (the sweeper), the relay and the workers run; "
             "`rivya-hooks sweep` takes back lost ones at once",
+        )
+    if report.parked:
+        fail(
+            f"{len(report.parked)} parked event(s): nothing acts on them within two minutes",
+            "take each event's next step above",
         )
 
 

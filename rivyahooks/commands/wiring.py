@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def open_engine(settings: Settings) -> Engine:
     """Return the command's engine, closed when the command ends."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, transaction_pooling=settings.transaction_pooling)
     # The command's connections close when the command ends, not whenever GC gets to them.
     click.get_current_context().call_on_close(engine.dispose)
     return engine

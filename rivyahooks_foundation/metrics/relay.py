@@ -16,3 +16,7 @@ RELAY_LAG = Histogram(
     "Time from an event's commit (or its retry's due time) to its publish to the broker.",
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
 )
+BROKER_LOSSES = Counter(
+    f"{PREFIX}_relay_broker_losses",
+    "Times the relay found the broker had lost its messages and published them again.",
+)

@@ -15,9 +15,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.base import utcnow
+from models.event_keys import EventKey
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.inbox import RELAY_CHANNEL, InboxWriter, event_row, store_event
-from models.tombstones import EventTombstone
 from tests.support.processes import free_port
 from tests.support.tcpproxy import tcp_proxy
 
@@ -83,7 +84,7 @@ def test_a_purged_event_is_a_duplicate(
     writer: InboxWriter, sessions: sessionmaker[Session]
 ) -> None:
     with sessions.begin() as session:
-        session.add(EventTombstone(event_id="evt_inbox_purged"))
+        session.add(EventKey(event_id="evt_inbox_purged", purged_at=utcnow()))
     assert writer.store(_row("evt_inbox_purged")) is False
     assert _stored(sessions, "evt_inbox_purged") is None
 

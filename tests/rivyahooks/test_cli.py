@@ -23,6 +23,7 @@ from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol import contract
 from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.server import Simulator
+from tests.support.processes import own_redis_database
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -227,7 +228,8 @@ def test_events_audit_names_every_stranded_event_and_why(  # type: ignore[no-unt
         "ok_running": {
             "status": EventStatus.PROCESSING,
             "claim_token": "a" * 32,
-            "lease_expires_at": soon,
+            # within two minutes: a lease further ahead is parked
+            "lease_expires_at": now + dt.timedelta(minutes=1),
         },
         "ok_done": {"status": EventStatus.PROCESSED, "next_attempt_at": None},
         "ok_quarantined": {"status": EventStatus.QUARANTINED, "next_attempt_at": None},
@@ -267,3 +269,77 @@ def test_events_audit_names_every_stranded_event_and_why(  # type: ignore[no-unt
     clean = run("events", "audit")
     assert clean.exit_code == 0, clean.output
     assert "ok: every event is finished or scheduled" in clean.output
+
+
+# No other suite uses this Redis database.
+AUDIT_REDIS_DB = 15
+
+
+@pytest.mark.redis
+def test_events_audit_names_every_parked_event_why_and_the_next_step(  # type: ignore[no-untyped-def]
+    run, sessions: sessionmaker[Session], redis_url: str
+) -> None:
+    import redis
+
+    now = utcnow()
+    ago = now - dt.timedelta(minutes=5)
+    cases: dict[str, dict[str, object]] = {
+        # something acts on each within two minutes
+        "ok_running": {
+            "status": EventStatus.PROCESSING,
+            "claim_token": "a" * 32,
+            "lease_expires_at": now + dt.timedelta(minutes=1),
+        },
+        "ok_backing_off": {
+            "status": EventStatus.FAILED,
+            "next_attempt_at": now + dt.timedelta(minutes=4),
+        },
+        "ok_just_enqueued": {"status": EventStatus.ENQUEUED, "enqueued_at": now},
+        # parked: nothing acts on them for longer
+        "parked_lease": {
+            "status": EventStatus.PROCESSING,
+            "claim_token": "b" * 32,
+            "lease_expires_at": now + dt.timedelta(minutes=25),
+        },
+        "parked_overdue": {"status": EventStatus.FAILED, "next_attempt_at": ago},
+        "parked_lost": {"status": EventStatus.ENQUEUED, "enqueued_at": ago},
+    }
+    for event_id, values in cases.items():
+        store(sessions, event_id)
+        with sessions.begin() as session:
+            session.execute(
+                update(WebhookEvent).where(WebhookEvent.event_id == event_id).values(**values)
+            )
+
+    # The broker holds nothing (restarted empty): the message of `parked_lost` is gone. A
+    # Redis database of this test's own: the shared one is flushed by tests running meanwhile.
+    broker = own_redis_database(redis_url, AUDIT_REDIS_DB)
+    result = run("events", "audit", "--json", BROKER_URL=broker)
+
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["stranded"] == []
+    assert report["broker_messages"] == 0
+    parked = {item["event_id"]: item for item in report["parked"]}
+    assert set(parked) == {"parked_lease", "parked_overdue", "parked_lost"}
+    assert "nothing takes it back before then" in parked["parked_lease"]["why"]
+    assert "no relay is publishing" in parked["parked_overdue"]["why"]
+    assert "the broker lost its message" in parked["parked_lost"]["why"]
+    assert "events replay parked_lost" in parked["parked_lost"]["next_step"]
+    assert "3 parked event(s)" in result.stderr
+
+    text = run("events", "audit", BROKER_URL=broker)
+    assert text.exit_code == 1, text.output
+    assert "PARKED parked_overdue (failed): failed, due since" in text.output
+    assert "start the relay" in text.output
+
+    # A message on the broker for the one enqueued event: it is not lost.
+    client = redis.Redis.from_url(broker)
+    client.lpush("celery", b"{}")
+    client.close()
+    with sessions.begin() as session:
+        session.execute(delete(WebhookEvent).where(WebhookEvent.event_id != "parked_lost"))
+    held = run("events", "audit", "--json", BROKER_URL=broker)
+    assert held.exit_code == 0, held.output
+    assert json.loads(held.stdout)["broker_messages"] == 1

@@ -263,7 +263,7 @@ def test_time_limits_must_fit_inside_the_visibility_timeout() -> None:
     from tasks.runtime import TimeLimits
 
     limits = TimeLimits.from_settings(Settings(process_time_limit_seconds=60))
-    assert limits.downloads < limits.soft < limits.hard < limits.lease
+    assert limits.downloads < limits.soft < limits.hard < limits.renewals_end
     with pytest.raises(SettingsError) as caught:
         TimeLimits.from_settings(
             Settings(process_time_limit_seconds=60, task_visibility_timeout_seconds=60)

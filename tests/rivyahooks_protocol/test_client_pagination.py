@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
@@ -66,17 +65,15 @@ def test_stops_on_empty_page_even_if_has_more(scripted: Callable[[list[Page]], s
     assert pager.stopped_on == "empty_page"
 
 
-def test_twenty_thousand_events_page_quickly(sim: Simulator, rivya: RivyaClient) -> None:
-    started = time.monotonic()
+def test_twenty_thousand_events_page_in_two_hundred_requests(
+    sim: Simulator, rivya: RivyaClient
+) -> None:
+    # How long it takes is bench/reconcile's business: timing asserted here only fails on a
+    # loaded machine. What can be asserted is that each event is read once, a page at a time.
     sim.seed_events(20_000, older_than_seconds=5, spacing_ms=10)
-    seeded = time.monotonic() - started
     sim.reset_requests()
-    started = time.monotonic()
     pager = rivya.iter_webhook_events(limit=100)
-    count = sum(1 for _ in pager)
-    elapsed = time.monotonic() - started
-    assert count == 20_000
+    ids = [e["id"] for e in pager]
+    assert len(ids) == len(set(ids)) == 20_000
     assert pager.pages == 200
     assert len(sim.requests("/api/v1/webhook-events")) == 200
-    assert seeded < 5
-    assert elapsed < 20

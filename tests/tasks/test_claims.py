@@ -6,16 +6,27 @@ Real processing code against a real database; each test asserts on the rows it l
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
+from models.db import make_session_factory
 from models.events import AttemptOutcome, EventStatus
+from rivyahooks_foundation.settings import Settings
 from tasks.claims import LapsedClaim, claim_event, expire_lease
 from tasks.outcomes import Outcome, record_outcome
 from tasks.runtime import Runtime
+from tests.support import services
 from tests.support.attempts import (
     change,
+    settings_for,
 )
 from tests.support.inbox import add_event, attempt_history, read_event
 
@@ -103,8 +114,72 @@ def test_the_sweeper_leaves_alone_an_event_claimed_since_it_read_it(
     second = claim_event(runtime, "evt_race")
     assert second is not None
 
-    assert expire_lease(runtime, read, utcnow()) is False
+    assert expire_lease(runtime, read) is False
 
     event = read_event(sessions, "evt_race")
     assert (event.status, event.claim_token) == (EventStatus.PROCESSING, second.token)
     assert attempt_history(sessions, "evt_race") == [(1, AttemptOutcome.EXPIRED), (2, None)]
+
+
+# --- clocks: the database's, never the host's ----------------------------------------------
+
+SKEWED_SWEEP_AND_CLAIM = """
+import sys, time
+from rivyahooks_foundation.settings import Settings
+from tasks.claims import claim_event
+from rivyahooks_foundation.settings import Settings
+from tasks.runtime import Runtime
+from tasks.sweep import sweep
+
+runtime = Runtime(Settings(database_url=sys.argv[1], storage_url=sys.argv[2]))
+swept = sweep(runtime)
+claim = claim_event(runtime, sys.argv[3])
+print(time.time(), swept.leases_expired, claim is not None)
+runtime.close()
+"""
+
+
+@pytest.mark.postgres
+def test_a_host_whose_clock_runs_ahead_does_not_take_over_a_live_lease(
+    postgres_url: str, postgres_engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    faketime = services.installed("faketime", "Debian package `faketime`", ".ci/run installs it")
+    sessions = make_session_factory(postgres_engine)
+    add_event(sessions, "evt_skew", task_id="task_skew")
+    runtime = Runtime(
+        settings_for(settings.replace(database_url=postgres_url), "http://127.0.0.1:9")
+    )
+    try:
+        first = claim_event(runtime, "evt_skew")
+    finally:
+        runtime.close()
+    assert first is not None
+
+    # Another worker host whose clock runs five minutes ahead sweeps, then is handed the
+    # event's message: on its clock the lease is long over, on the database's it is live.
+    skew = 300
+    started = time.time()
+    done = subprocess.run(
+        [
+            faketime,
+            "-f",
+            f"+{skew}s",
+            sys.executable,
+            "-c",
+            SKEWED_SWEEP_AND_CLAIM,
+            postgres_url,
+            f"file://{tmp_path / 'results'}",
+            "evt_skew",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
+    )
+    their_time, expired, claimed = done.stdout.split()
+    assert float(their_time) - started > skew - 60, "faketime did not move the child's clock"
+    assert (expired, claimed) == ("0", "False")
+    event = read_event(sessions, "evt_skew")
+    assert (event.status, event.claim_token) == (EventStatus.PROCESSING, first.token)
+    assert attempt_history(sessions, "evt_skew") == [(1, None)]

@@ -15,8 +15,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Request, Response
 
+from models.db import make_engine, make_session_factory
 from models.events import AttemptOutcome, EventAttempt, EventStatus
 from models.generations import Generation, GenerationOutput, GenerationStatus
+from models.migrate import upgrade
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_simulator.config import Faults, SimConfig
 from rivyahooks_simulator.content import result_bytes_sha256
@@ -33,6 +35,7 @@ from tests.support.attempts import (
     settings_for,
 )
 from tests.support.eventually import eventually
+from tests.support.failover import set_read_only
 from tests.support.inbox import add_event, attempt_history, read_event
 from tests.support.processes import celery_worker, own_redis_database, relay
 from tests.support.tcpproxy import tcp_proxy
@@ -454,3 +457,133 @@ def test_a_real_worker_rides_out_a_database_outage_without_losing_the_attempt(
     assert attempt_history(sessions, "evt_outage") == [(1, AttemptOutcome.PROCESSED)]
     with sessions() as session:
         assert len(session.scalars(select(GenerationOutput)).all()) == 1
+
+
+@pytest.fixture
+def own_postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of this test alone: it may be made read-only."""
+    with services.new_postgres_database("rivyahooks_failover") as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.mark.postgres
+def test_a_read_only_database_mid_attempt_is_retried_later_not_recorded_as_a_failure(
+    own_postgres_url: str, settings: Settings, single_output_simulator: Simulator
+) -> None:
+    engine = make_engine(own_postgres_url)
+    sessions = make_session_factory(engine)
+    (task_id,) = single_output_simulator.scenario(1, outcome="succeeded")
+    single_output_simulator.wait_terminal([task_id])
+    add_event(sessions, "evt_standby", task_id=task_id)
+    # Rivya answers slowly: the failover happens while the attempt waits for it.
+    single_output_simulator.set_faults(slow_ratio=1.0, slow_seconds=1.0)
+    runtime = Runtime(
+        settings_for(
+            settings.replace(database_url=own_postgres_url),
+            single_output_simulator.url,
+            single_output_simulator.api_key,
+        )
+    )
+    raised: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            process_event(runtime, "evt_standby")
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=attempt)
+    try:
+        worker.start()
+        eventually(
+            lambda: read_event(sessions, "evt_standby").status is EventStatus.PROCESSING,
+            10,
+            what="claim",
+        )
+        set_read_only(own_postgres_url, True)
+        worker.join(30)
+        (error,) = raised
+        # Not InternalError escaping, not a recorded failure: the task retries later.
+        assert isinstance(error, DatabaseUnavailable), repr(error)
+        # A claim on the standby cannot be made either: also retried later.
+        with pytest.raises(DatabaseUnavailable):
+            process_event(runtime, "evt_other")
+
+        set_read_only(own_postgres_url, False)
+        claimed = read_event(sessions, "evt_standby")
+        assert claimed.status is EventStatus.PROCESSING
+        assert claimed.last_error is None
+        assert error.resume == claimed.claim_token
+        single_output_simulator.set_faults(slow_ratio=0.0)
+        outcome = process_event(runtime, "evt_standby", resume=error.resume)
+    finally:
+        runtime.close()
+
+    assert outcome is not None
+    assert outcome.status is EventStatus.PROCESSED
+    event = read_event(sessions, "evt_standby")
+    assert (event.status, event.attempts) == (EventStatus.PROCESSED, 1)
+    assert attempt_history(sessions, "evt_standby") == [(1, AttemptOutcome.PROCESSED)]
+    engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_real_worker_notices_a_recovered_database_within_seconds(
+    postgres_url: str,
+    redis_url: str,
+    postgres_engine: Any,
+    single_output_simulator: Simulator,
+    tmp_path: Path,
+) -> None:
+    sessions = make_session_factory(postgres_engine)
+    settings = settings_for(
+        Settings(
+            database_url=postgres_url,
+            broker_url=own_redis_database(redis_url, 10),
+            storage_url=f"file://{tmp_path / 'results'}",
+        ),
+        single_output_simulator.url,
+        single_output_simulator.api_key,
+    )
+    (task_id,) = single_output_simulator.scenario(1, outcome="succeeded")
+    single_output_simulator.wait_terminal([task_id])
+    single_output_simulator.set_faults(slow_ratio=1.0, slow_seconds=1.0)
+    worker_log = tmp_path / "worker.log"
+    target = urlsplit(services.POSTGRES_ADMIN_URL)
+    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+        worker_settings = settings.replace(
+            database_url=proxied.render_as_string(hide_password=False)
+        )
+        with (
+            relay(settings, log=tmp_path / "relay.log"),
+            celery_worker(worker_settings, concurrency=1, log=worker_log),
+        ):
+            add_event(sessions, "evt_long_outage", task_id=task_id)
+            eventually(
+                lambda: read_event(sessions, "evt_long_outage").status is EventStatus.PROCESSING,
+                30,
+                what="the claim",
+            )
+            proxy.cut()
+            # The outage outlasts several retries: a doubling delay would by now wait
+            # 16 s or more before looking again.
+            eventually(
+                lambda: worker_log.read_text().count("database unavailable (") >= 6,
+                90,
+                what="six retries of the task during the outage",
+            )
+            single_output_simulator.set_faults(slow_ratio=0.0)
+            proxy.restore()
+            eventually(
+                lambda: read_event(sessions, "evt_long_outage").status is EventStatus.PROCESSED,
+                14,
+                what="the event to be processed within seconds of the database's return",
+            )
+
+    event = read_event(sessions, "evt_long_outage")
+    assert event.attempts == 1
+    assert attempt_history(sessions, "evt_long_outage") == [(1, AttemptOutcome.PROCESSED)]

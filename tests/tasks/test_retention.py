@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.delivery_counts import DeliveryCount, add_counts
+from models.event_keys import EventKey
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.inbox import insert_event
-from models.tombstones import EventTombstone
 from rivyahooks.cli import main
 from rivyahooks_foundation.settings import Settings
 from storage.files import FileStorage
@@ -59,7 +59,9 @@ def stored_ids(sessions: sessionmaker[Session]) -> set[str]:
 
 def tombstones(sessions: sessionmaker[Session]) -> set[str]:
     with sessions() as session:
-        return set(session.scalars(select(EventTombstone.event_id)))
+        return set(
+            session.scalars(select(EventKey.event_id).where(EventKey.purged_at.is_not(None)))
+        )
 
 
 def test_purge_forgets_only_old_finished_events_and_leaves_tombstones(
@@ -142,7 +144,7 @@ def bury(sessions: sessionmaker[Session], age: dt.timedelta) -> str:
     """Leave a tombstone purged `age` ago; return its event id."""
     event_id = str(make_event()["id"])
     with sessions.begin() as session:
-        session.add(EventTombstone(event_id=event_id, purged_at=utcnow() - age))
+        session.add(EventKey(event_id=event_id, purged_at=utcnow() - age))
     return event_id
 
 
