@@ -31,6 +31,7 @@ class Run:
     rundir: Path  # scratch (database cluster, sockets, temp files); removed at the end
     logdir: Path  # kept for a look after the run
     processes: Processes
+    pool_mode: str = "transaction"  # PgBouncer's
     api_key: str = field(default_factory=lambda: "rvya_sk_soak_" + secrets.token_hex(12))
     webhook_secret: str = field(
         default_factory=lambda: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -63,7 +64,7 @@ def soak(
     rundir.chmod(0o755)
     logdir = LOGS / network.tag
     logdir.mkdir(parents=True)
-    run = Run(network, rundir, logdir, Processes())
+    run = Run(network, rundir, logdir, Processes(), pool_mode)
     postgres = services.Postgres(run)
     schedule = make_schedule(seed, minutes * 60)
     say(
@@ -74,6 +75,9 @@ def soak(
     for fault in schedule:
         say("  " + fault.describe())
     exit_on_stop_signals()
+    # Ctrl-C interrupts even when the soak was started in the background of a script, where
+    # SIGINT is ignored from the start and Python would keep ignoring it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     inodes: set[int] = set()
     verdicts: list[Verdict] = []
     stoppers: list[Callable[[], None]] = []
@@ -83,7 +87,7 @@ def soak(
         inodes = hosts.namespace_inodes(network.tag)
         say("starting PostgreSQL, PgBouncer, Redis and S3 on the data host")
         postgres.create()
-        services.start_pgbouncer(run, pool_mode)
+        services.start_pgbouncer(run)
         services.start_redis(run)
         services.start_s3(run)
         say("release: migrations")

@@ -3,8 +3,9 @@
 Each role is its Procfile line run by `bash -c`, as a platform runs it, inside its host's
 network namespace and a UTS namespace of its own, so every host has its own hostname (Celery's
 node names and the storage's writer ids carry it, as on separate machines). The web and
-worker roles reach PostgreSQL through PgBouncer; the relay and the release connect directly,
-as the README allows. A role that dies is restarted by the supervisor.
+worker roles reach PostgreSQL through PgBouncer, so does web2's relay; web1's relay and the
+release connect directly, as the README allows. A role that dies is restarted by the
+supervisor.
 """
 
 from __future__ import annotations
@@ -31,16 +32,22 @@ PLACEMENT = {
     "ops": ("beat",),
 }
 # Time limits short enough for a 5-minute run: an attempt may take 90 s (a 200 MiB result on
-# a busy 2-core machine), its lease lapses 2 s later, the broker redelivers after 120 s.
+# a busy 2-core machine), the broker redelivers after 120 s. A claim's lease is 45 s (the
+# default), renewed while the attempt runs: a stopped worker's lapses 45 s after its last
+# renewal.
 PROCESS_TIME_LIMIT_SECONDS = 90
 TASK_VISIBILITY_TIMEOUT_SECONDS = 120
-LEASE_SECONDS = PROCESS_TIME_LIMIT_SECONDS + 2
+LEASE_SECONDS = 45
 SWEEP_INTERVAL_SECONDS = 10
 RECONCILE_INTERVAL_SECONDS = 30
 
 
 def settings_env(run: Run, *, pooled: bool) -> dict[str, str]:
-    """The environment every role gets: a production configuration pointed at the hosts."""
+    """The environment every role gets: a production configuration pointed at the hosts.
+
+    `pooled` roles reach PostgreSQL through PgBouncer and say so (DATABASE_POOLER), as the
+    README asks of a transaction-pooling setup.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTEST_"))}
     env.update(s3_environ(run))
     env.update(
@@ -62,15 +69,22 @@ def settings_env(run: Run, *, pooled: bool) -> dict[str, str]:
         WEB_CONCURRENCY="1",
         WEB_THREADS="4",
         WORKER_CONCURRENCY="2",
+        PROCESS_LEASE_SECONDS=str(LEASE_SECONDS),
         PORT=str(layout.WEB_PORT),
+        # nginx on the edge is the proxy whose X-Forwarded-For names the client.
+        TRUSTED_PROXIES=run.network["edge"].address,
     )
+    if pooled and run.pool_mode == "transaction":
+        env["DATABASE_POOLER"] = "pgbouncer"
     return env
 
 
 def role_spec(run: Run, host: str, role: str, clock: str | None = None) -> Spec:
     """The spec of one role on one host; `clock` (e.g. "+5s") runs it under faketime."""
     line = procfile_roles(PROCFILE)[role]
-    env = settings_env(run, pooled=role != "relay")
+    # One relay connects straight to PostgreSQL (woken by NOTIFY), the other through
+    # PgBouncer (polling): both ways the README allows, side by side.
+    env = settings_env(run, pooled=role != "relay" or host == "web2")
     env["HOST"] = run.network[host].address
     cwd = ROOT
     if role == "beat":

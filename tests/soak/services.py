@@ -141,7 +141,7 @@ class Postgres:
             shutil.copy(self.log, self.run.logdir / "postgres.log")
 
 
-def start_pgbouncer(run: Run, pool_mode: str = "transaction") -> None:
+def start_pgbouncer(run: Run) -> None:
     """PgBouncer in front of the cluster for the web and worker roles (transaction mode)."""
     directory = run.rundir / "pgbouncer"
     directory.mkdir()
@@ -157,7 +157,7 @@ def start_pgbouncer(run: Run, pool_mode: str = "transaction") -> None:
         "unix_socket_dir =\n"
         "auth_type = trust\n"
         f"auth_file = {directory / 'userlist.txt'}\n"
-        f"pool_mode = {pool_mode}\n"
+        f"pool_mode = {run.pool_mode}\n"
         "max_client_conn = 1000\n"
         "default_pool_size = 40\n"
         "ignore_startup_parameters = extra_float_digits,options\n"
