@@ -18,6 +18,11 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
+def _total(counts: list[int | str]) -> int | str:
+    numbers = [c for c in counts if isinstance(c, int)]
+    return sum(numbers) if len(numbers) == len(counts) else "?"
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
@@ -72,19 +77,24 @@ def render(
     deliveries = sim_state["deliveries"]
     for name in ("attempted", "succeeded", "failed", "dropped", "duplicated"):
         rows.append([f"deliveries {name}", deliveries[name], ""])
-    by_name = {v.name: v for v in verdicts}
-    lost = len(by_name["every finished generation stored once, byte-identical"].problems) + len(
-        by_name["no delivery answered 2xx is missing"].problems
-    )
-    duplicated = sum(
-        len(by_name[name].problems)
-        for name in ("no output row written twice", "no object written beyond its row")
-    ) + sum(
-        1
-        for p in by_name["every finished generation in the feed exactly once"].problems
-        if "listed" in p
-    )
-    rows += [["lost", lost, ""], ["duplicated", duplicated, ""]]
+    by_name = {v.name: v.problems for v in verdicts}
+
+    def count(name: str, only: str = "") -> int | str:
+        return sum(1 for p in by_name[name] if only in p) if name in by_name else "?"
+
+    lost = [
+        count("every finished generation stored once, byte-identical"),
+        count("no delivery answered 2xx is missing"),
+    ]
+    duplicated = [
+        count("no output row written twice"),
+        count("no object written beyond its row"),
+        count("every finished generation in the feed exactly once", " times"),
+    ]
+    rows += [
+        ["lost", _total(lost), "generations not stored + 2xx deliveries missing"],
+        ["duplicated", _total(duplicated), "rows + objects + feed entries"],
+    ]
     calm, faulty = freshness(truth, seen, windows)
     for label, values in (("calm", calm), ("during faults", faulty)):
         rows.append(
