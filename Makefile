@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The demo needs only what production installs: not the test tools (browsers' driver, the
+# S3 test server, linters), which are most of the time a fresh `make test` spends installing.
+DEMO_STAMP := $(VENV)/.service-stamp
 
 .PHONY: test lint typecheck unit check-install check-install-newest demo run clean lock lock-upgrade vendor soak
 
@@ -11,6 +14,12 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml requirements/test.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/test.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+$(DEMO_STAMP): pyproject.toml requirements/service.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/service.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
@@ -65,7 +74,7 @@ unit: $(STAMP)
 
 # From a terminal, a successful demo keeps running for the console until Ctrl-C; elsewhere
 # (and whenever it fails) it stops at once and its exit status is the demo's.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/rivya-hooks demo --keep-running
 
 clean:

@@ -3,6 +3,7 @@
 from models import event_pages  # noqa: F401 (declares the console's indexes)
 from models.base import Base
 from models.console_sessions import ConsoleLoginFailure, ConsoleSecret, ConsoleSession
+from models.data_keys import DataKey
 from models.delivery_counts import DeliveryCount
 from models.event_keys import EventKey
 from models.events import (
@@ -23,6 +24,7 @@ __all__ = [
     "ConsoleLoginFailure",
     "ConsoleSecret",
     "ConsoleSession",
+    "DataKey",
     "DeliveryCount",
     "EventAttempt",
     "EventKey",

@@ -16,11 +16,12 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import Index, LargeBinary, String, delete, func, select, update
+from sqlalchemy import Index, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, BigId, UTCDateTime, utcnow
 from models.db import dialect_insert
+from models.sealed import SealedBytes
 
 SESSION_KEY_NAME = "console_session_key"
 SESSION_KEY_BYTES = 32
@@ -32,7 +33,8 @@ class ConsoleSecret(Base):
     __tablename__ = "console_secrets"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[bytes] = mapped_column(LargeBinary)
+    # Sealed under DATA_ENCRYPTION_KEYS when it is set: a leaked backup forges no cookie.
+    value: Mapped[bytes] = mapped_column(SealedBytes("console_secrets.value"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

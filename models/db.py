@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +10,27 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.encryption import Keyring
+from models.sealed import use_keyring
 
-def make_engine(database_url: str, *, transaction_pooling: bool = False, **kwargs: Any) -> Engine:
+
+def make_engine(
+    database_url: str,
+    *,
+    transaction_pooling: bool = False,
+    data_keys: Sequence[bytes] = (),
+    **kwargs: Any,
+) -> Engine:
     """Create the process's engine; SQLite gets the settings that let processes share it.
 
     `transaction_pooling` (DATABASE_POOLER=pgbouncer): psycopg prepares no statements, since
-    the next transaction may run on a server connection that never saw them.
+    the next transaction may run on a server connection that never saw them. `data_keys`
+    (DATA_ENCRYPTION_KEYS) seal and open the sealed columns (models/sealed.py).
     """
+    return use_keyring(_engine(database_url, transaction_pooling, **kwargs), Keyring(data_keys))
+
+
+def _engine(database_url: str, transaction_pooling: bool, **kwargs: Any) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":

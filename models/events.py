@@ -7,12 +7,10 @@ import enum
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     ColumnElement,
     Enum,
     ForeignKey,
     Index,
-    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -23,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, UTCDateTime, clip, utcnow
+from models.sealed import SealedBytes, SealedJSON
 
 
 class EventStatus(enum.StrEnum):
@@ -120,8 +119,12 @@ class WebhookEvent(Base):
     task_id: Mapped[str | None] = mapped_column(String(255), index=True)
     api_version: Mapped[str | None] = mapped_column(String(32))
     # The exact bytes that were verified, so a replay re-runs what Rivya actually sent.
-    body: Mapped[bytes] = mapped_column(LargeBinary)
-    headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Both sealed under DATA_ENCRYPTION_KEYS when it is set: bodies carry what end users
+    # typed (prompts), the first thing a leaked backup would expose.
+    body: Mapped[bytes] = mapped_column(SealedBytes("webhook_events.body"))
+    headers: Mapped[dict[str, Any]] = mapped_column(
+        SealedJSON("webhook_events.headers"), default=dict
+    )
     source: Mapped[EventSource] = mapped_column(_enum(EventSource, "event_source"))
     # Which configured secret verified it, by fingerprint: never the secret itself.
     secret_fingerprint: Mapped[str | None] = mapped_column(String(16))

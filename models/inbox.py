@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from models.base import clip, utcnow
 from models.clock import database_now
@@ -406,6 +406,7 @@ def oldest_unfinished_event(session: Session) -> WebhookEvent | None:
     """Return the event waiting longest for processing (the figure to alert on)."""
     return session.scalars(
         select(WebhookEvent)
+        .options(defer(WebhookEvent.body), defer(WebhookEvent.headers))  # nobody reads them
         .where(WebhookEvent.status.in_(UNFINISHED_STATUSES))
         .order_by(WebhookEvent.received_at)
         .limit(1)

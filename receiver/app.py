@@ -8,6 +8,7 @@ from flask import Flask
 from structlog.contextvars import clear_contextvars
 from werkzeug.exceptions import HTTPException
 
+from models.data_keys import check_data_keys
 from models.db import make_engine, make_session_factory
 from models.inbox import InboxWriter
 from receiver import delivery_counter, health, results, results_schema, webhooks
@@ -16,19 +17,28 @@ from receiver.console.access import configured_tokens
 from receiver.responses import json_error
 from receiver.state import ReceiverState
 from rivyahooks_foundation import faultpoints
-from rivyahooks_foundation.settings import Settings
+from rivyahooks_foundation.settings import Settings, SettingsError
 from rivyahooks_foundation.tracing import configure_tracing
+from rivyahooks_protocol import contract
 from rivyahooks_protocol.signatures import Verifier, fingerprint
 
 
 def check_settings(settings: Settings) -> None:
     """Raise SettingsError, naming the variable, for any setting create_app cannot start with.
 
-    gunicorn's start hook (deploy/gunicorn.conf.py) calls this in the master before it forks,
+    gunicorn's start hook (rivyahooks.gunicorn_conf) calls this in the master before it forks,
     so a bad setting stops the server once instead of killing every worker at boot.
     """
     settings.require_webhook_secrets()
+    if settings.webhook_public_keys and settings.webhook_scheme != contract.SCHEME_STANDARD:
+        raise SettingsError(
+            "RIVYA_WEBHOOK_PUBLIC_KEYS verify v1a entries of the Standard Webhooks scheme: "
+            "set RIVYA_WEBHOOK_SCHEME=standard, or unset the public keys"
+        )
     configured_tokens(settings)  # the console's two tokens must differ
+    # Stored rows sealed under a key no longer configured: one line at start, not a 500
+    # on every console page.
+    check_data_keys(settings)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -45,20 +55,29 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(
         settings.database_url,
         transaction_pooling=settings.transaction_pooling,
+        data_keys=settings.data_encryption_keys,
         pool_pre_ping=False,
     )
     faultpoints.arm(settings.fault_points_dir)
     app.extensions["rivyahooks"] = ReceiverState(
         settings=settings,
         engine=engine,
-        inbox=InboxWriter(settings.database_url, transaction_pooling=settings.transaction_pooling),
+        inbox=InboxWriter(
+            settings.database_url,
+            transaction_pooling=settings.transaction_pooling,
+            data_keys=settings.data_encryption_keys,
+        ),
         sessions=make_session_factory(engine),
         verifier=Verifier(
             settings.webhook_scheme,
             settings.webhook_secrets,
             settings.webhook_tolerance_seconds,
+            settings.webhook_public_keys,
         ),
-        secret_fingerprints=tuple(fingerprint(s) for s in settings.webhook_secrets),
+        # In the Verifier's order: secrets, then public keys.
+        secret_fingerprints=tuple(
+            fingerprint(k) for k in (*settings.webhook_secrets, *settings.webhook_public_keys)
+        ),
     )
     configure_tracing("web", settings.otel_exporter_otlp_endpoint)
     app.register_blueprint(webhooks.bp)

@@ -1,4 +1,4 @@
-"""gunicorn's error and access logs in the service's one log format (deploy/gunicorn.conf.py).
+"""gunicorn's error and access logs in the service's one log format (rivyahooks.gunicorn_conf).
 
 gunicorn builds this logger in the master before anything else, so the configuration error
 its start-up check reports is already a JSON line. Workers inherit the configured handler

@@ -25,7 +25,7 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from models.generations import Generation, GenerationStatus, find_output
 from receiver.bearer import bearer_denied
-from receiver.responses import file_answer, json_error
+from receiver.responses import file_answer, json_error, served_type
 from receiver.results_schema import (
     ErrorBody,
     FeedEntry,
@@ -214,7 +214,14 @@ def get_result(task_id: str) -> Response:
         HTTP_302=(None, "Object storage: the file at a short-lived signed URL."),
         HTTP_304=(None, "`If-None-Match` matched the sha256."),
         HTTP_416=(ErrorBody, "The range lies outside the file."),
-        **DENIED,
+        **{
+            **DENIED,
+            "HTTP_404": (
+                ErrorBody,
+                "No such output; the stored file is missing (`file_missing`); or the API is "
+                "closed.",
+            ),
+        },
     ),
     tags=["results"],
     # spectree would read the whole body to validate it; a file is streamed untouched.
@@ -229,7 +236,7 @@ def get_output(task_id: str, index: int) -> Any:
         return json_error(404, "not_found")
     storage = open_storage(settings)
     filename = download_name(task_id, index, output.content_type)
-    content_type = output.content_type or "application/octet-stream"
+    content_type = served_type(output.content_type)
     if settings.results_file_delivery == "redirect":
         url = storage.signed_url(
             output.storage_key,
@@ -244,19 +251,28 @@ def get_output(task_id: str, index: int) -> Any:
     try:
         handle = storage.open(output.storage_key)
     except FileNotFoundError:
+        # Deleted behind our back (by hand, by a bucket's lifecycle rule): the row says it
+        # was stored, so an operator must hear of it; the app gets a plain 404.
         log.error("stored file missing task_id=%s index=%d", task_id, index)
-        return json_error(500, "file_missing")
+        return json_error(404, "file_missing", "the stored file is missing")
     answer = file_answer(handle, content_type, output.size_bytes)
     answer.set_etag(output.sha256)
     answer.headers.set("Content-Disposition", "attachment", filename=filename)
-    # The type comes from the result host: never let a browser sniff it into HTML.
+    # The bytes come from the result host: never let a browser sniff them into HTML, and
+    # should one render them anyway, give the page no origin and no scripts.
     answer.headers["X-Content-Type-Options"] = "nosniff"
+    answer.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     # The bytes under this URL never change once stored; only the token holder may cache.
     answer.cache_control.private = True
     answer.cache_control.max_age = 86400
+    environ = request.environ
+    if "," in environ.get("HTTP_RANGE", ""):
+        # Several ranges would need a multipart answer; RFC 9110 lets a server ignore Range
+        # and send the whole file instead, which every client handles.
+        environ = {k: v for k, v in environ.items() if k != "HTTP_RANGE"}
     try:
         answer = answer.make_conditional(
-            request.environ, accept_ranges=True, complete_length=output.size_bytes
+            environ, accept_ranges=True, complete_length=output.size_bytes
         )
     except RequestedRangeNotSatisfiable:
         handle.close()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from sqlalchemy import Engine
 
 from rivyahooks.commands.events import events, replay, stats
+from rivyahooks.commands.keys import keys
 from rivyahooks.commands.relay import relay
 from rivyahooks.commands.retention import purge
 from rivyahooks.commands.rivya import doctor, reconcile, submit, sweep, webhooks
 from rivyahooks.commands.settings import settings
 from rivyahooks.output import Context, fail, pass_context
+from rivyahooks.roles import SERVICE_ROLES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,6 +101,56 @@ def demo(generations: int, keep_running: bool) -> None:
     raise SystemExit(run_demo(generations=generations, keep_running=keep))
 
 
+@main.command("serve")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="var",
+    show_default=True,
+    envvar="DATA_DIR",
+    help="Where the embedded SQLite database and broker, beat's schedule and (unless "
+    "STORAGE_URL is set) the result files live.",
+)
+@click.option(
+    "--roles",
+    default=",".join(SERVICE_ROLES),
+    show_default=True,
+    help="Comma-separated roles to run here (several hosts: each runs what it needs; "
+    "run beat on one host only).",
+)
+@click.option(
+    "--stop-timeout",
+    type=click.FloatRange(min=1),
+    default=20,
+    show_default=True,
+    help="Seconds a stop waits for running requests and tasks before SIGKILL.",
+)
+@click.option("--no-migrate", is_flag=True, help="Skip the release step (migrations).")
+def serve(data_dir: Path, roles: str, stop_timeout: float, no_migrate: bool) -> None:
+    """Migrate, then run web, relay, worker and beat as one process tree until SIGTERM.
+
+    Without DATABASE_URL and BROKER_URL: SQLite database and broker under --data-dir.
+    A role that dies is restarted; one that dies 5 times in a minute stops everything
+    (exit 1). SIGTERM or Ctrl-C stops web first, then relay, worker, beat (exit 0); a second
+    one kills at once.
+    """
+    from rivyahooks.serve import ServeOptions
+    from rivyahooks.serve import serve as run
+
+    chosen = tuple(name.strip() for name in roles.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(SERVICE_ROLES))
+    if not chosen or unknown:
+        raise click.BadParameter(
+            f"choose from {', '.join(SERVICE_ROLES)} (got {', '.join(unknown) or 'none'})",
+            param_hint="--roles",
+        )
+    ordered = tuple(name for name in SERVICE_ROLES if name in chosen)
+    options = ServeOptions(
+        data_dir=data_dir, roles=ordered, stop_timeout=stop_timeout, migrate=not no_migrate
+    )
+    raise SystemExit(run(options))
+
+
 # Forwarded, so the simulator (a Flask app and its state) is imported only when it runs.
 @main.command(
     "simulate",
@@ -123,5 +177,6 @@ for command in (
     doctor,
     settings,
     relay,
+    keys,
 ):
     main.add_command(command)

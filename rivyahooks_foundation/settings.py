@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from rivyahooks_protocol import contract
+from rivyahooks_protocol.signatures import public_key
 
 # The Standard Webhooks spec asks for secrets of 24 to 64 random bytes; fewer is guessable.
 MIN_SECRET_BYTES = 24
@@ -143,6 +144,32 @@ def session_key_value(name: str, value: str) -> bytes:
     return key
 
 
+# AES-256: the data keys are exactly this long.
+DATA_KEY_BYTES = 32
+HOW_TO_GENERATE_DATA_KEY = "`rivya-hooks keys generate`"
+
+
+def data_keys(name: str, value: str) -> tuple[bytes, ...]:
+    # Keys are named by their position, never their value.
+    keys = []
+    for position, item in enumerate((k.strip() for k in value.split(",") if k.strip()), 1):
+        try:
+            key = base64.b64decode(item, validate=True)
+        except binascii.Error:
+            raise SettingsError(
+                f"{name}: key #{position} is not base64 ({HOW_TO_GENERATE_DATA_KEY} makes one)"
+            ) from None
+        if len(key) != DATA_KEY_BYTES:
+            raise SettingsError(
+                f"{name}: key #{position} decodes to {len(key)} bytes, not {DATA_KEY_BYTES} "
+                f"({HOW_TO_GENERATE_DATA_KEY} makes one)"
+            )
+        if key in keys:
+            raise SettingsError(f"{name}: key #{position} repeats an earlier key; keep one")
+        keys.append(key)
+    return tuple(keys)
+
+
 def one_of(*allowed: str) -> Parser:
     def parse(name: str, value: str) -> str:
         if value not in allowed:
@@ -181,6 +208,16 @@ def webhook_secrets(name: str, value: str) -> tuple[str, ...]:
     return secrets
 
 
+def webhook_public_keys(name: str, value: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    for position, key in enumerate(keys, start=1):
+        try:
+            public_key(key)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: key #{position} {exc}") from None
+    return keys
+
+
 def secret_problem(secret: str) -> str | None:
     """Return why a whsec_ secret is unusable (without quoting it), or None if it is fine."""
     if not secret.startswith(contract.SIGNING_SECRET_PREFIX):
@@ -211,11 +248,13 @@ def database_url(name: str, value: str) -> str:
             f"{name} is not a database URL "
             "(expected postgresql://user@host:5432/name or sqlite:///path)"
         ) from None
-    backend, driver = url.get_backend_name(), url.get_driver_name()
-    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+    # Read from the URL's text, never by loading the dialect: SQLAlchemy cannot load an
+    # unknown one (`mysqlx://`) and would raise its own error instead of naming the variable.
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "postgresql" and driver in ("", "psycopg", "psycopg2"):
         # psycopg2 is not installed; psycopg 3 speaks the same URLs.
         url = url.set(drivername="postgresql+psycopg")
-    elif backend == "sqlite" and driver == "pysqlite":
+    elif backend == "sqlite" and driver in ("", "pysqlite"):
         pass
     else:
         raise SettingsError(
@@ -316,6 +355,15 @@ class Settings:
         "comma-separated `whsec_...` secrets, all accepted (rotation); required by the receiver",
         webhook_secrets,
         secret=True,
+    )
+    # For a provider that signs with a private key (Standard Webhooks v1a, ed25519): its
+    # public keys verify `v1a,` entries beside the secrets' `v1,` ones.
+    webhook_public_keys: tuple[str, ...] = setting(
+        "RIVYA_WEBHOOK_PUBLIC_KEYS",
+        (),
+        "comma-separated `whpk_...` ed25519 public keys whose `v1a` signatures are accepted "
+        "beside the secrets' `v1` ones (Standard Webhooks scheme only)",
+        webhook_public_keys,
     )
     webhook_scheme: str = setting(
         "RIVYA_WEBHOOK_SCHEME",
@@ -517,6 +565,17 @@ class Settings:
         "base64 key (32 bytes or more) signing the console's session cookie; unset: a random "
         "key made once and kept in the database",
         session_key_value,
+        secret=True,
+    )
+    # Unset: bodies, headers and the console's secrets are stored in plain text, as before.
+    data_encryption_keys: tuple[bytes, ...] = setting(
+        "DATA_ENCRYPTION_KEYS",
+        (),
+        "comma-separated base64 keys (32 bytes each, `rivya-hooks keys generate`) encrypting "
+        "stored webhook bodies, headers and the console's secrets (AES-256-GCM): the first "
+        "encrypts, all decrypt (rotation: put the new key first, run `rivya-hooks keys "
+        "rotate`, then drop the old one); unset: stored in plain text",
+        data_keys,
         secret=True,
     )
     console_session_hours: float = setting(
@@ -741,7 +800,9 @@ class Variable:
             return "true" if value else "false"
         if isinstance(value, bytes):
             return base64.b64encode(value).decode()
-        return ",".join(value) if isinstance(value, tuple) else str(value)
+        if isinstance(value, tuple):
+            return ",".join(self.format(item) for item in value)
+        return str(value)
 
     def shown_default(self) -> str:
         """Return the default as the documentation shows it."""

@@ -7,6 +7,7 @@ read these names from here, so that when the live contract is known only this mo
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 # --- confirmed -------------------------------------------------------------------------
@@ -16,6 +17,10 @@ DEFAULT_API_BASE: Final = "https://rivya.ai"
 API_VERSION: Final = "2026-05-11"
 
 GENERATION_STATUSES: Final = ("queued", "processing", "succeeded", "failed")
+# [assumed] A task id is "task_..." by the documentation's example; its alphabet is not
+# documented, so only what no id can need is refused: whitespace, control characters,
+# non-ASCII, and more than the 255 characters our columns hold. Matched whole.
+TASK_ID_PATTERN: Final = re.compile(r"[!-~]{1,255}")
 TERMINAL_GENERATION_STATUSES: Final = frozenset({"succeeded", "failed"})
 
 EVENT_GENERATION_SUCCEEDED: Final = "generation.succeeded"
@@ -62,6 +67,12 @@ STANDARD_ID_HEADER: Final = "webhook-id"
 STANDARD_TIMESTAMP_HEADER: Final = "webhook-timestamp"
 STANDARD_SIGNATURE_HEADER: Final = "webhook-signature"
 STANDARD_SIGNATURE_VERSION: Final = "v1"
+# [confirmed by the Standard Webhooks spec; Rivya signs with v1 today] The asymmetric entry:
+# an ed25519 signature of the same content, checked against `whpk_` public keys.
+STANDARD_ASYMMETRIC_VERSION: Final = "v1a"
+PUBLIC_KEY_PREFIX: Final = "whpk_"
+ED25519_PUBLIC_KEY_BYTES: Final = 32
+ED25519_SIGNATURE_BYTES: Final = 64
 
 # ASSUMED "timestamped-hmac" = Stripe style.
 TIMESTAMPED_SIGNATURE_HEADER: Final = "Rivya-Signature"

@@ -16,6 +16,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from rivyahooks_protocol import contract
 
 # A real header holds a handful of short entries; anything far larger is an attack or a bug,
@@ -45,7 +48,8 @@ OUT_OF_TOLERANCE = "timestamp_out_of_tolerance"
 class Verified:
     """What a successful verification tells the caller."""
 
-    secret_index: int  # position of the secret that matched, in the configured list
+    # Position of the key that matched: the secrets' list, then the public keys' after it.
+    secret_index: int
     timestamp: int
     webhook_id: str | None  # the id header, when the scheme has one
 
@@ -70,6 +74,19 @@ def secret_key(scheme: str, secret: str) -> bytes:
     if scheme == contract.SCHEME_TIMESTAMPED_HMAC:
         return _secret_key_timestamped(secret)
     raise ValueError(f"unknown signature scheme {scheme!r}")
+
+
+def public_key(value: str) -> Ed25519PublicKey:
+    """Return the ed25519 key of a `whpk_` public key; ValueError if unusable."""
+    if not value.startswith(contract.PUBLIC_KEY_PREFIX):
+        raise ValueError(f"does not start with {contract.PUBLIC_KEY_PREFIX}")
+    try:
+        raw = base64.b64decode(value.removeprefix(contract.PUBLIC_KEY_PREFIX), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"is not {contract.PUBLIC_KEY_PREFIX} followed by base64") from exc
+    if len(raw) != contract.ED25519_PUBLIC_KEY_BYTES:
+        raise ValueError(f"decodes to {len(raw)} bytes, not an ed25519 key's 32")
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def _hmac_sha256(key: bytes, *parts: bytes) -> bytes:
@@ -141,7 +158,12 @@ def _timestamp(raw: str, now: float, tolerance: int) -> int:
 
 
 def _verify_standard(
-    keys: Sequence[bytes], headers: Mapping[str, str], body: bytes, now: float, tolerance: int
+    keys: Sequence[bytes],
+    public: Sequence[Ed25519PublicKey],
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+    tolerance: int,
 ) -> Verified:
     msg_id = _header(headers, contract.STANDARD_ID_HEADER)
     msg_ts = _header(headers, contract.STANDARD_TIMESTAMP_HEADER)
@@ -159,19 +181,36 @@ def _verify_standard(
     ts = _timestamp(msg_ts, now, tolerance)
 
     candidates: list[bytes] = []
+    asymmetric: list[bytes] = []
     for entry in msg_sig.split()[:MAX_SIGNATURE_ENTRIES]:
         version, sep, value = entry.partition(",")
-        if not sep or version != contract.STANDARD_SIGNATURE_VERSION:
-            continue  # other versions are allowed by the spec and ignored
+        if not sep:
+            continue
         try:
-            candidates.append(base64.b64decode(value, validate=True))
+            decoded = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             continue
-    if not candidates:
-        raise SignatureError(INVALID, "no v1 signature entry")
+        if version == contract.STANDARD_SIGNATURE_VERSION:
+            candidates.append(decoded)
+        elif (
+            version == contract.STANDARD_ASYMMETRIC_VERSION
+            and public
+            and len(decoded) == contract.ED25519_SIGNATURE_BYTES
+        ):
+            asymmetric.append(decoded)
+        # other versions are allowed by the spec and ignored
+    if not candidates and not asymmetric:
+        raise SignatureError(INVALID, "no v1 (or, with public keys, v1a) signature entry")
 
     signed = (msg_id.encode(), msg_ts.encode(), body)
-    return _match(keys, signed, candidates, ts, msg_id)
+    matched = _match_secret(keys, signed, candidates)
+    if matched is None:
+        matched = _match_public(public, signed, asymmetric)
+        if matched is not None:
+            matched += len(keys)
+    if matched is None:
+        raise SignatureError(INVALID, "no signature matches a configured secret or key")
+    return Verified(secret_index=matched, timestamp=ts, webhook_id=msg_id)
 
 
 def _verify_timestamped(
@@ -209,6 +248,16 @@ def _match(
     ts: int,
     webhook_id: str | None,
 ) -> Verified:
+    matched = _match_secret(keys, signed, candidates)
+    if matched is None:
+        raise SignatureError(INVALID, "no signature matches a configured secret")
+    return Verified(secret_index=matched, timestamp=ts, webhook_id=webhook_id)
+
+
+def _match_secret(
+    keys: Sequence[bytes], signed: tuple[bytes, ...], candidates: Sequence[bytes]
+) -> int | None:
+    """Return the index of the secret whose HMAC is among the candidates, or None."""
     # Every key against every candidate, without stopping early on the first match, so the
     # time taken does not reveal which secret or entry matched.
     matched: int | None = None
@@ -217,22 +266,47 @@ def _match(
         for candidate in candidates:
             if hmac.compare_digest(expected, candidate) and matched is None:
                 matched = index
-    if matched is None:
-        raise SignatureError(INVALID, "no signature matches a configured secret")
-    return Verified(secret_index=matched, timestamp=ts, webhook_id=webhook_id)
+    return matched
+
+
+def _match_public(
+    public: Sequence[Ed25519PublicKey], signed: tuple[bytes, ...], candidates: Sequence[bytes]
+) -> int | None:
+    """Return the index of the public key one candidate verifies under, or None.
+
+    Nothing here is secret (the keys are public), so an early stop tells an attacker nothing.
+    """
+    content = b".".join(signed)
+    for index, key in enumerate(public):
+        for candidate in candidates:
+            try:
+                key.verify(candidate, content)
+            except InvalidSignature:
+                continue
+            return index
+    return None
 
 
 class Verifier:
     """Verify deliveries under one scheme against every configured secret."""
 
-    def __init__(self, scheme: str, secrets: Sequence[str], tolerance_seconds: int) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        secrets: Sequence[str],
+        tolerance_seconds: int,
+        public_keys: Sequence[str] = (),
+    ) -> None:
         if scheme not in contract.SCHEMES:
             raise ValueError(f"unknown signature scheme {scheme!r}")
         if not secrets:
             raise ValueError("at least one signing secret is needed")
+        if public_keys and scheme != contract.SCHEME_STANDARD:
+            raise ValueError("public keys (v1a) are a Standard Webhooks scheme's")
         self.scheme = scheme
         self.tolerance = tolerance_seconds
         self._keys = [secret_key(scheme, s) for s in secrets]
+        self._public = [public_key(k) for k in public_keys]
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verified:
         """Return what matched, or raise SignatureError."""
@@ -240,7 +314,9 @@ class Verifier:
         # HTTP header names are case-insensitive; one normalised copy serves every lookup.
         headers = {name.lower(): value for name, value in headers.items()}
         if self.scheme == contract.SCHEME_STANDARD:
-            return _verify_standard(self._keys, headers, body, current, self.tolerance)
+            return _verify_standard(
+                self._keys, self._public, headers, body, current, self.tolerance
+            )
         return _verify_timestamped(self._keys, headers, body, current, self.tolerance)
 
 

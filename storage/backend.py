@@ -39,7 +39,7 @@ class Storage(Protocol):
     def size(self, key: str) -> int: ...
 
     def open(self, key: str) -> BinaryIO:
-        """Return the stored file, readable and seekable, for delivery."""
+        """Return the stored file, readable and seekable; FileNotFoundError if it is missing."""
         ...
 
     def signed_url(self, key: str, *, filename: str, content_type: str, seconds: int) -> str | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+# Matched whole (fullmatch): with `$`, a trailing newline would pass.
+_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
 # Extensions by content type. A fixed table rather than the mimetypes module: that one reads
 # the host's mime.types, and two workers must derive the same key for the same output.
@@ -46,7 +47,7 @@ def extension_for(content_type: str | None) -> str:
 
 def output_key(task_id: str, index: int, sha256: str, content_type: str | None = None) -> str:
     """Return the storage key of one output; unsafe task ids are replaced by a hash."""
-    folder = task_id if _SAFE.match(task_id) and not task_id.startswith(".") else None
+    folder = task_id if _SAFE.fullmatch(task_id) and not task_id.startswith(".") else None
     if folder is None:
         folder = "id-" + hashlib.sha256(task_id.encode()).hexdigest()[:32]
     return f"{folder}/{index:04d}-{sha256}{extension_for(content_type)}"
@@ -54,5 +55,5 @@ def output_key(task_id: str, index: int, sha256: str, content_type: str | None =
 
 def download_name(task_id: str, index: int, content_type: str | None) -> str:
     """Return the file name an app is offered for one output."""
-    folder = task_id if _SAFE.match(task_id) and not task_id.startswith(".") else "result"
+    folder = task_id if _SAFE.fullmatch(task_id) and not task_id.startswith(".") else "result"
     return f"{folder}-{index}{extension_for(content_type)}"

@@ -46,8 +46,11 @@ def s3_client() -> Any:
     """Return a boto3 S3 client configured from the usual AWS variables and files."""
     # boto3 resolves AWS_ENDPOINT_URL(_S3), the keys, the region, profiles and instance roles
     # itself; retries in "standard" mode cover throttling and 5xx answers with backoff.
+    # SigV4 always: boto3 would otherwise presign in us-east-1 with the old SigV2, which
+    # S3 has been retiring and some compatible stores refuse.
     return boto3.session.Session().client(
-        "s3", config=Config(retries={"mode": "standard", "max_attempts": 5})
+        "s3",
+        config=Config(retries={"mode": "standard", "max_attempts": 5}, signature_version="s3v4"),
     )
 
 
@@ -231,6 +234,12 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
 
     def open(self, key: str) -> BinaryIO:
+        """Return the object, readable and seekable; FileNotFoundError if it is not there.
+
+        Asked first (HEAD): a missing object must be a 404 before any header of a 200 goes out.
+        """
+        if not self.exists(key):
+            raise FileNotFoundError(f"no object {self.prefix + key}")
         return io.BufferedReader(ObjectReader(self.client, self.bucket, self.prefix + key))
 
     def signed_url(self, key: str, *, filename: str, content_type: str, seconds: int) -> str:

@@ -95,6 +95,7 @@ class Runtime:
             self._engine = make_engine(
                 self.settings.database_url,
                 transaction_pooling=self.settings.transaction_pooling,
+                data_keys=self.settings.data_encryption_keys,
             )
         return self._engine
 

@@ -22,6 +22,7 @@ use_own_metrics_directory("celery", early_value("metrics_dir"))
 
 import logging  # noqa: E402
 
+from models.data_keys import check_data_keys  # noqa: E402
 from rivyahooks_foundation.logconfig import configure_logging  # noqa: E402
 from tasks.celery_app import create_celery  # noqa: E402
 from tasks.runtime import TimeLimits  # noqa: E402
@@ -34,6 +35,8 @@ try:
     settings.require_api_key()
     # An attempt must be over (or killed) before the broker hands its message to another.
     TimeLimits.from_settings(settings)
+    # Rows sealed under a key no longer configured: one line here, not a failure per task.
+    check_data_keys(settings)
 except SettingsError as exc:
     logging.getLogger(__name__).error("configuration error: %s", exc, extra={"next": FIX_SETTING})
     raise SystemExit(EXIT_CONFIG) from None

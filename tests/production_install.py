@@ -17,7 +17,11 @@
    its files are stored with the simulator's sha256. A second generation is never delivered:
    beat's reconciler must find it and the worker store it;
 5. stops each role by SIGTERM to its shell alone (as docker and supervisord stop a process),
-   and fails if any process of a role is left, or any process started from the install.
+   and fails if any process of a role is left, or any process started from the install;
+6. then, in an empty directory (no Procfile, no deploy/), runs `rivya-hooks serve` with
+   only the Rivya settings (and a free PORT) beyond the setup's database and broker: the
+   simulator delivers two generations to it by webhook, both must be stored with the
+   simulator's sha256, and SIGTERM to serve alone must end every process within 30 s.
 
 Exit status 0 when every setup passed, 1 otherwise (the output names what failed and shows
 the end of each role's log). PostgreSQL and Redis are those of the test suite
@@ -42,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -472,6 +476,110 @@ def exercise(setup: Setup, venv: Path, work: Path) -> None:
     say(f"{setup.name}: every role stopped on SIGTERM to its shell; nothing left running")
 
 
+def exercise_serve(setup: Setup, venv: Path, work: Path) -> None:
+    """Run `rivya-hooks serve` from the install in an empty directory; raise CheckFailed."""
+    app = work / f"{setup.name}-serve"
+    app.mkdir()
+    home = work / f"{setup.name}-serve-home"
+    home.mkdir()
+    sim = Simulator(
+        config=SimConfig(
+            queued_seconds=0.1,
+            processing_seconds=0.2,
+            failure_ratio=0.0,
+            outputs=OUTPUTS,
+            output_bytes=OUTPUT_BYTES,
+        )
+    ).start()
+    secret = new_secret()
+    port = free_port()
+    env = base_env(venv, home)
+    env.update(setup.env)
+    env.update(
+        RIVYA_API_KEY=sim.api_key,
+        RIVYA_API_BASE=sim.url,
+        RIVYA_WEBHOOK_SECRETS=secret,
+        RIVYA_DOWNLOAD_ALLOWED_HOSTS="127.0.0.1",
+        PORT=str(port),  # the default 8000 may be taken on a shared machine
+    )
+    log = app / "serve.log"
+    started = time.monotonic()
+    with log.open("wb") as out:
+        serve = subprocess.Popen(
+            [str(venv / "bin" / "rivya-hooks"), "serve"],
+            cwd=app,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def tail() -> str:
+        text = log.read_text(errors="replace").splitlines()[-40:]
+        return "\n".join(f"    serve| {line}" for line in text)
+
+    def running() -> None:
+        if serve.poll() is not None:
+            raise CheckFailed(f"serve exited with {serve.returncode}")
+
+    problems = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def answering() -> bool:
+            running()
+            try:
+                return httpx.get(base + "/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually(answering, 90, "serve's web role answering /healthz", interval=0.2)
+        sim.register_endpoint(base + "/webhooks/rivya", secret=secret)
+        task_ids = sim.scenario(2, outcome="succeeded")
+        database_url = setup.database_url.replace(str(work / "embedded"), str(app))
+        engine = make_engine(database_url)
+        root = app / "var" / "results"
+        try:
+            for task_id in task_ids:
+                eventually(
+                    lambda task_id=task_id: (running(), stored(engine, root, task_id))[1],
+                    SETTLE_SECONDS,
+                    f"{task_id} delivered to serve, processed and its files stored",
+                    interval=0.25,
+                )
+        finally:
+            engine.dispose()
+        say(
+            f"{setup.name}: serve stored {len(task_ids) * OUTPUTS} files of {len(task_ids)} "
+            f"delivered generations with Rivya's sha256 in {time.monotonic() - started:.1f} s"
+        )
+    except (CheckFailed, TimeoutError) as exc:
+        problems.append(f"serve: {exc}\n{tail()}")
+    finally:
+        stopping = time.monotonic()
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGTERM)
+        try:
+            status = serve.wait(STOP_SECONDS)
+            if status != 0 and not problems:
+                problems.append(f"serve exited with {status} on SIGTERM\n{tail()}")
+        except subprocess.TimeoutExpired:
+            problems.append(f"serve still running {STOP_SECONDS} s after SIGTERM\n{tail()}")
+        left = processes_mentioning(str(work))
+        if left:
+            problems.append(f"processes of serve still running: {left}")
+            for line in left:
+                with suppress(ProcessLookupError, ValueError):
+                    os.kill(int(line.split()[0]), signal.SIGKILL)
+        sim.stop()
+    if problems:
+        raise CheckFailed(f"{setup.name}: " + "; ".join(problems))
+    say(
+        f"{setup.name}: serve stopped every role on SIGTERM in "
+        f"{time.monotonic() - stopping:.1f} s; nothing left running"
+    )
+
+
 @contextmanager
 def postgres_database() -> Iterator[tuple[str, str]]:
     """Yield a new empty PostgreSQL database: its URL as Heroku hands it out, and ours."""
@@ -541,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"sqlite:///{work / 'embedded' / make_url(default.database_url).database}",
             )
             exercise(embedded, venv, work)
+            exercise_serve(embedded, venv, work)
             if services_answer():
                 with postgres_database() as (platform_url, database_url):
                     broker_url = own_redis_database(f"{services.REDIS_URL}/0", REDIS_DB)
@@ -550,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
                         database_url,
                     )
                     exercise(setup, venv, work)
+                    exercise_serve(setup, venv, work)
         except CheckFailed as exc:
             say(f"FAILED: {exc}")
             return 1

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from models.db import count_by
 from models.events import EventAttempt, EventSource, EventStatus, WebhookEvent
@@ -64,7 +65,13 @@ def list_events(
     moment = parse_since(since)
     sessions = open_database(ctx.settings)
     # One row more than asked tells whether the list was cut off, without counting them all.
-    query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit + 1)
+    # A list shows no body: left unread, so none is decrypted.
+    query = (
+        select(WebhookEvent)
+        .options(defer(WebhookEvent.body), defer(WebhookEvent.headers))
+        .order_by(WebhookEvent.received_at.desc())
+        .limit(limit + 1)
+    )
     if status:
         query = query.where(WebhookEvent.status == EventStatus(status))
     if moment is not None:

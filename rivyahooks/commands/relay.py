@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from rivyahooks.output import Context, pass_context
+from rivyahooks.output import Context, fail_config, pass_context
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +23,18 @@ def relay(ctx: Context) -> None:
     several. When the broker or the database is down it says so once, waits and resumes by
     itself. SIGTERM or Ctrl-C stop it after the batch in hand (exit 0).
     """
+    from models.data_keys import MissingDataKey, check_data_keys
     from rivyahooks_foundation.logconfig import configure_logging
     from rivyahooks_foundation.metrics.exposition import serve
     from tasks.relay import Relay
 
     settings = ctx.settings
+    try:
+        # The relay reads no body, but a deployment whose keys cannot open its rows is
+        # misconfigured for every role: said once here too, before anything runs.
+        check_data_keys(settings)
+    except MissingDataKey as exc:
+        fail_config(str(exc))
     configure_logging(settings.log_level, settings.log_format, role="relay")
     # One process: its own registry holds every sample (no multiprocess files needed).
     serve("relay", settings.metrics_address, settings.relay_metrics_port)

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.connectivity import connection_problem, schema_problem
+from models.data_keys import MissingDataKey, require_data_keys
 from models.db import make_engine, make_session_factory
 from rivyahooks.output import fail, fail_config
 from rivyahooks_foundation.settings import Settings, SettingsError
@@ -20,7 +21,11 @@ if TYPE_CHECKING:
 
 def open_engine(settings: Settings) -> Engine:
     """Return the command's engine, closed when the command ends."""
-    engine = make_engine(settings.database_url, transaction_pooling=settings.transaction_pooling)
+    engine = make_engine(
+        settings.database_url,
+        transaction_pooling=settings.transaction_pooling,
+        data_keys=settings.data_encryption_keys,
+    )
     # The command's connections close when the command ends, not whenever GC gets to them.
     click.get_current_context().call_on_close(engine.dispose)
     return engine
@@ -32,6 +37,10 @@ def open_database(settings: Settings) -> sessionmaker[Session]:
     problem = connection_problem(engine) or schema_problem(engine)
     if problem is not None:
         fail(problem.cause, problem.next_step)
+    try:
+        require_data_keys(engine)
+    except MissingDataKey as exc:
+        fail_config(str(exc))
     return make_session_factory(engine)
 
 

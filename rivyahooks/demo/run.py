@@ -21,7 +21,7 @@ from models.migrate import upgrade
 from rivyahooks.demo.progress import http_ok, say, wait_until
 from rivyahooks.demo.report import check_generations, results_api_example
 from rivyahooks.demo.scenario import run_scenario, simulator_state
-from rivyahooks.procfile import procfile_roles
+from rivyahooks.roles import ROLES, SERVICE_ROLES
 from rivyahooks.supervisor import Spec, Supervisor, exit_on_stop_signals, ignore_stop_signals
 from rivyahooks_foundation.settings import Settings
 from tasks.runtime import Runtime
@@ -135,13 +135,13 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
         simulator = _simulator_command(bin_dir, settings, sim_port, web_port)
         supervisor.start(Spec("simulator", simulator, env=env, log=logs / "simulator.log"))
         say("starting web (gunicorn), relay, worker and beat with the Procfile's own lines")
-        # The Procfile's commands, run by a shell as a platform runs them, with this
-        # environment's executables first on PATH: the demo proves the Procfile works.
+        # The Procfile's commands (kept in the package), run by a shell as a platform runs
+        # them, with this environment's executables first on PATH.
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env["WORKER_CONCURRENCY"] = "4"
-        roles = procfile_roles(Path("Procfile"))
-        for role in ("web", "relay", "worker", "beat"):
-            command = ["bash", "-c", roles[role]]
+        env["DATA_DIR"] = str(DEMO_DIR)
+        for role in SERVICE_ROLES:
+            command = ["bash", "-c", ROLES[role]]
             supervisor.start(Spec(role, command, env=env, log=logs / f"{role}.log"))
         wait_until(
             "the simulator",

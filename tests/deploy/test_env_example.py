@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from rivyahooks_foundation.settings import VARIABLES
-from tests.support.compose import ASSIGNMENT, COMPOSE_FILE, DEPLOY, ENV_EXAMPLE
+from tests.support.compose import ASSIGNMENT, COMPOSE_FILE, ENV_EXAMPLE
 from tests.support.processes import ROOT
 
 # Shown commented out with an example value, not the default: compose sets them itself.
@@ -18,10 +18,11 @@ def settings_variables() -> set[str]:
 
 
 def kit_variables() -> set[str]:
-    """Return the variables the Procfile, gunicorn.conf.py and compose.yaml read."""
+    """Return the variables the Procfile, rivyahooks/gunicorn_conf.py and compose.yaml read."""
     procfile = re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", (ROOT / "Procfile").read_text())
     gunicorn = re.findall(
-        r"os\.environ\.get\(\s*['\"]([A-Z][A-Z0-9_]*)", (DEPLOY / "gunicorn.conf.py").read_text()
+        r"os\.environ\.get\(\s*['\"]([A-Z][A-Z0-9_]*)",
+        (ROOT / "rivyahooks" / "gunicorn_conf.py").read_text(),
     )
     compose = re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text())
     return {*procfile, *gunicorn, *compose}

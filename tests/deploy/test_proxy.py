@@ -1,7 +1,7 @@
 """deploy/nginx/nginx.conf in front of the repository's gunicorn: what reaches the web role.
 
 Debian's nginx runs the kit's configuration (rendered for free ports) in front of gunicorn
-started with deploy/gunicorn.conf.py, one worker with four threads: the pool the issue
+started with rivyahooks/gunicorn_conf.py, one worker with four threads: the pool the issue
 measured four slow sockets exhausting. Deliveries are real, stored in PostgreSQL.
 """
 
@@ -83,7 +83,7 @@ class Drippers:
 
 @pytest.fixture
 def web(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[str]:
-    """gunicorn with deploy/gunicorn.conf.py: one worker, four threads."""
+    """gunicorn with rivyahooks/gunicorn_conf.py: one worker, four threads."""
     settings = Settings(
         database_url=postgres_url,
         broker_url=own_redis_database(redis_url, REDIS_DB),
@@ -185,6 +185,14 @@ def test_public_listener_forwards_only_deliveries_and_health(
             413
         )
         assert stored(postgres_engine) == 2
+
+        # What the public side forwards is the path it allowed, normalised: never the raw
+        # request line, which would reach a route of the internal side.
+        health = public.get("/healthz").json()
+        sneaky = public.get("/results/..%2Fhealthz")
+        assert (sneaky.status_code, sneaky.json()) == (200, health)
+        assert deliver(public, "/results/..%2Fwebhooks/rivya")[0] == 202
+        assert stored(postgres_engine) == 3
 
         # Rivya follows no redirects: the public side answers none, whatever the spelling.
         for path in (

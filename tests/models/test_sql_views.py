@@ -87,3 +87,18 @@ def test_the_readme_role_reads_the_views_and_nothing_else(
             connection.execute(text(f"DROP OWNED BY {role}"))
             connection.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+def test_no_view_exposes_a_body_header_or_secret(engine: Engine) -> None:
+    # Downstream apps read the views with their own role: what end users typed (bodies),
+    # delivery headers and the console's secrets must never be among their columns.
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    for view in VIEWS:
+        columns = {column["name"] for column in inspector.get_columns(view)}
+        assert columns, view
+        assert not columns & {"body", "headers", "value", "secret_fingerprint"}, view
+        definition = (inspector.get_view_definition(view) or "").lower()
+        assert "webhook_events" not in definition, view
+        assert "console_secrets" not in definition, view

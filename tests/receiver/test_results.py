@@ -15,6 +15,7 @@ from models.events import EventSource, EventStatus
 from models.generations import GenerationStatus
 from models.inbox import insert_event
 from rivyahooks_foundation.settings import Settings
+from storage import open_storage
 from tests.support.results import add_generation, store_output
 from tests.support.s3server import S3Server
 
@@ -254,3 +255,103 @@ def test_a_file_in_object_storage_is_redirected_or_proxied(
         status, body, _ = fetch(client, url, Range="bytes=-100")
         assert status == 206
         assert body == FILE[-100:]
+
+
+# --- files that went wrong, and files that must not be rendered ----------------------------
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_a_stored_file_deleted_behind_our_back_is_404_file_missing(
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    make_app: Callable[[Settings], Flask],
+    store: str,
+) -> None:
+    if store == "s3":
+        s3: S3Server = request.getfixturevalue("s3")
+        settings = settings.replace(storage_url=s3.storage_url(), results_file_delivery="proxy")
+    settings = settings.replace(results_api_tokens=(TOKEN,))
+    with sessions.begin() as session:
+        add_generation(session, "task_gone", GenerationStatus.SUCCEEDED)
+    key = store_output(sessions, settings, "task_gone", FILE)
+    open_storage(settings).delete(key)
+    client = make_app(settings).test_client()
+    answer = client.get("/results/task_gone/outputs/0", headers=AUTH)
+    assert answer.status_code == 404
+    assert answer.json == {
+        "error": {"code": "file_missing", "message": "the stored file is missing"}
+    }
+
+
+def test_a_file_that_ends_early_fails_the_answer_rather_than_ending_it_short(
+    api: FlaskClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        add_generation(session, "task_cut", GenerationStatus.SUCCEEDED)
+    key = store_output(sessions, settings, "task_cut", FILE)
+    # The disk lost the file's tail after it was recorded whole.
+    path = settings.storage_root() / key
+    path.write_bytes(FILE[: len(FILE) // 2])
+    answer = api.get("/results/task_cut/outputs/0", headers=AUTH)
+    assert answer.status_code == 200  # the headers went out before the file ran short
+    with pytest.raises(OSError, match=f"ended after {len(FILE) // 2} of {len(FILE)} bytes"):
+        answer.get_data()
+
+
+@pytest.mark.parametrize(
+    ("stored", "served"),
+    [
+        ("text/html", "application/octet-stream"),
+        ("image/svg+xml", "application/octet-stream"),
+        ("application/javascript", "application/octet-stream"),
+        ("TEXT/HTML; charset=utf-8", "application/octet-stream"),
+        ("image/png", "image/png"),
+        ("audio/mpeg", "audio/mpeg"),
+    ],
+)
+def test_a_file_is_served_only_as_a_type_browsers_merely_display(
+    api: FlaskClient, settings: Settings, sessions: sessionmaker[Session], stored: str, served: str
+) -> None:
+    with sessions.begin() as session:
+        add_generation(session, "task_typed", GenerationStatus.SUCCEEDED)
+    store_output(
+        sessions, settings, "task_typed", b"<script>alert(1)</script>", content_type=stored
+    )
+    status, _, headers = fetch(api, "/results/task_typed/outputs/0")
+    assert status == 200
+    assert headers["Content-Type"] == served
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+
+
+def test_a_signed_url_is_sigv4_and_carries_only_an_allowed_type(
+    s3: S3Server,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    make_app: Callable[[Settings], Flask],
+) -> None:
+    settings = settings.replace(
+        storage_url=s3.storage_url(), results_file_delivery="redirect", results_api_tokens=(TOKEN,)
+    )
+    with sessions.begin() as session:
+        add_generation(session, "task_html", GenerationStatus.SUCCEEDED)
+    store_output(sessions, settings, "task_html", b"<html></html>", content_type="text/html")
+    answer = make_app(settings).test_client().get("/results/task_html/outputs/0", headers=AUTH)
+    assert answer.status_code == 302
+    signed = httpx.URL(answer.headers["Location"])
+    assert signed.params["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert signed.params["response-content-type"] == "application/octet-stream"
+    fetched = httpx.get(str(signed))
+    assert fetched.status_code == 200
+    assert fetched.headers["Content-Type"] == "application/octet-stream"
+
+
+def test_several_ranges_get_the_whole_file(
+    api: FlaskClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    store_file(sessions, settings, "task_ranges")
+    status, body, headers = fetch(api, "/results/task_ranges/outputs/0", Range="bytes=0-1,3-4")
+    assert status == 200
+    assert body == FILE
+    assert "Content-Range" not in headers

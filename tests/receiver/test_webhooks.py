@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,9 @@ from models.events import EventStatus, WebhookEvent
 from receiver import create_app
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol import contract, signatures
+from rivyahooks_protocol.signatures import fingerprint
 from tests.conftest import OTHER_SECRET, SECRET, close_app, make_event, signed_delivery
+from tests.support.ed25519 import openssl_key
 
 PATH = "/webhooks/rivya"
 ACCEPTED = "accepted"
@@ -497,3 +500,28 @@ def test_stored_headers_keep_the_signature_but_not_others(
     assert "authorization" not in row.headers
     assert "cookie" not in row.headers
     assert "should-not-be-stored" not in json.dumps(row.headers)
+
+
+def test_a_delivery_signed_only_v1a_is_stored_under_its_public_key(
+    settings: Settings, make_app: Callable[[Settings], Flask], tmp_path: Path
+) -> None:
+    provider = openssl_key(tmp_path, "provider")
+    app = make_app(settings.replace(webhook_public_keys=(provider.public,)))
+    event = make_event()
+    body = json.dumps(event).encode()
+    ts = int(time.time())
+    signature = provider.sign(f"{event['id']}.{ts}.".encode() + body, tmp_path)
+    answer = app.test_client().post(
+        PATH,
+        data=body,
+        headers={
+            contract.STANDARD_ID_HEADER: str(event["id"]),
+            contract.STANDARD_TIMESTAMP_HEADER: str(ts),
+            contract.STANDARD_SIGNATURE_HEADER: f"v1a,{signature}",
+            "Content-Type": "application/json",
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    with app.extensions["rivyahooks"].sessions() as session:
+        stored = session.scalars(select(WebhookEvent)).one()
+    assert stored.secret_fingerprint == fingerprint(provider.public)

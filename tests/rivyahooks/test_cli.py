@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.wrappers import Request, Response
 
 from models.base import utcnow
 from models.events import EventSource, EventStatus, WebhookEvent
@@ -23,6 +24,7 @@ from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol import contract
 from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.server import Simulator
+from tests.support.httpserver import serving
 from tests.support.processes import own_redis_database
 
 
@@ -143,6 +145,22 @@ def test_submit_records_the_generation(run, sessions: sessionmaker[Session]) -> 
     assert generation.submitted_at is not None
 
 
+@pytest.mark.parametrize("task_id", ["task_1\n", "", "task 1", "t" * 256, 42])
+def test_submit_refuses_an_id_it_could_not_store(  # type: ignore[no-untyped-def]
+    run, sessions: sessionmaker[Session], task_id: object
+) -> None:
+    def answer(request: Request) -> Response:
+        body = {"id": task_id, "status": "queued", "model": "rivya-image-1"}
+        return Response(json.dumps(body), status=201, mimetype="application/json")
+
+    with serving(answer) as odd_rivya:
+        result = run("submit", "--model", "rivya-image-1", RIVYA_API_BASE=odd_rivya)
+    assert result.exit_code == 1
+    assert "a generation id this service cannot store" in result.output
+    with sessions() as session:
+        assert session.scalars(select(Generation)).all() == []
+
+
 def test_webhooks_register_prints_the_secret_once_with_the_next_step(  # type: ignore[no-untyped-def]
     run, simulator: Simulator
 ) -> None:
@@ -151,7 +169,7 @@ def test_webhooks_register_prints_the_secret_once_with_the_next_step(  # type: i
     assert "whsec_" in result.output
     assert "RIVYA_WEBHOOK_SECRETS" in result.output
     status = run("webhooks", "status", "--json")
-    (endpoint,) = json.loads(status.output)
+    (endpoint,) = json.loads(status.output)["endpoints"]
     assert endpoint["url"] == "https://hooks.example/webhooks/rivya"
     assert "signing_secret" not in endpoint or not endpoint["signing_secret"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,24 @@ def test_time_limits_must_fit_inside_the_visibility_timeout() -> None:
         )
     assert "PROCESS_TIME_LIMIT_SECONDS" in str(caught.value)
     assert "TASK_VISIBILITY_TIMEOUT_SECONDS" in str(caught.value)
+
+
+def test_data_encryption_keys_are_base64_keys_of_32_bytes_never_echoed() -> None:
+    b64 = base64
+    first, second = os.urandom(32), os.urandom(32)
+    value = f"{b64.b64encode(first).decode()}, {b64.b64encode(second).decode()}"
+    settings = Settings.from_env({"DATA_ENCRYPTION_KEYS": value})
+    assert settings.data_encryption_keys == (first, second)
+    assert Settings.from_env(settings.to_env()).data_encryption_keys == (first, second)
+    assert "data_encryption_keys" not in repr(settings)
+    assert Settings.from_env({}).data_encryption_keys == ()
+    short = b64.b64encode(b"sixteen byte key").decode()
+    for bad, why in (
+        ("not base64!", "key #1 is not base64"),
+        (f"{b64.b64encode(first).decode()},{short}", "key #2 decodes to 16 bytes"),
+        (f"{b64.b64encode(first).decode()},{b64.b64encode(first).decode()}", "key #2 repeats"),
+    ):
+        with pytest.raises(SettingsError, match=why) as caught:
+            Settings.from_env({"DATA_ENCRYPTION_KEYS": bad})
+        assert short not in str(caught.value)
+        assert b64.b64encode(first).decode() not in str(caught.value)

@@ -151,3 +151,10 @@ def test_a_full_disk_raises_storage_full_and_leaves_no_partial(tmp_path: Path) -
     disk = tmp_path / "disk"
     done = run_on_full_disk(disk, "1m", FILL_THE_DISK, str(disk), env={})
     assert done.stdout.split() == ["StorageFull", str(errno.ENOSPC), "[]"], done.stderr
+
+
+def test_a_task_id_with_a_trailing_newline_is_not_a_folder_name() -> None:
+    # `$` matches before a final newline: the key pattern must match the whole id.
+    assert output_key("task_1\n", 0, "00").startswith("id-")
+    assert download_name("task_1\n", 0, None) == "result-0.bin"
+    assert output_key("task_1", 0, "00") == "task_1/0000-00.bin"

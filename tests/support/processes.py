@@ -114,7 +114,12 @@ def gunicorn(
         WEB_THREADS=str(threads),
         **extra_env,
     )
-    command = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "receiver:create_app()"]
+    command = [
+        str(BIN / "gunicorn"),
+        "-c",
+        "python:rivyahooks.gunicorn_conf",
+        "receiver:create_app()",
+    ]
     with supervised("web", command, env, log) as web:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(url + "/healthz", web.process)

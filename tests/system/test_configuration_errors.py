@@ -106,16 +106,41 @@ COMMANDS = [
     ("webhooks", "status"),
     ("doctor",),
     ("settings",),
+    ("serve",),
 ]
 
 
+# A driver SQLAlchemy knows but we do not use, and one it cannot even load.
+UNSUPPORTED_DATABASES = [
+    pytest.param(f"mysql://app:{PASSWORD}@db/app", id="mysql"),
+    pytest.param(f"mysqlx://app:{PASSWORD}@db/app", id="unloadable-driver"),
+]
+
+
+@pytest.mark.parametrize("url", UNSUPPORTED_DATABASES)
 @pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
 def test_every_command_refuses_a_bad_setting_in_one_line_with_a_next_step(
-    args: tuple[str, ...], environment: dict[str, str], tmp_path: Path
+    args: tuple[str, ...], url: str, environment: dict[str, str], tmp_path: Path
 ) -> None:
-    environment["DATABASE_URL"] = f"mysql://app:{PASSWORD}@db/app"
+    environment["DATABASE_URL"] = url
     done = command(*args, env=environment, cwd=tmp_path)
     assert_one_error(done, 2, "DATABASE_URL", never=(PASSWORD,))
+
+
+@pytest.mark.parametrize("role", ["release", "web", "relay", "worker", "beat"])
+def test_every_role_refuses_a_driver_sqlalchemy_cannot_load(
+    role: str, environment: dict[str, str], tmp_path: Path
+) -> None:
+    environment["DATABASE_URL"] = f"mysqlx://app:{PASSWORD}@db/app"
+    environment["PATH"] = f"{BIN}:{environment['PATH']}"
+    environment["PORT"] = str(free_port())
+    line = procfile_roles(ROOT / "Procfile")[role]
+    done = run(["bash", "-c", line], environment, tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "DATABASE_URL" in output
+    assert "Traceback" not in output
+    assert PASSWORD not in output
 
 
 SECRET_TEXT = "Sup3r-S3cret-value"
@@ -128,6 +153,7 @@ BAD_SETTINGS = [
     pytest.param("RIVYA_WEBHOOK_SECRETS", f"whsec_{SECRET_TEXT}!", id="secret-not-base64"),
     pytest.param("DATABASE_URL", f"postgresql://app:{SECRET_TEXT}@db:5432", id="no-database"),
     pytest.param("DATABASE_URL", f"oracle://app:{SECRET_TEXT}@db/app", id="unknown-driver"),
+    pytest.param("DATABASE_URL", f"mysqlx://app:{SECRET_TEXT}@db/app", id="unloadable-driver"),
     pytest.param("DATABASE_URL", f"not a url {SECRET_TEXT}", id="unparseable"),
     pytest.param("BROKER_URL", f"amqp://app:{SECRET_TEXT}@mq//", id="unsupported-broker"),
 ]
@@ -148,6 +174,7 @@ NEEDS_API_KEY = [
     ("reconcile", "--dry-run"),
     ("webhooks", "register", "--url", "https://hooks.example/webhooks/rivya"),
     ("webhooks", "status"),
+    ("serve",),
 ]
 
 

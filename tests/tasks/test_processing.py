@@ -587,3 +587,27 @@ def test_a_real_worker_notices_a_recovered_database_within_seconds(
     event = read_event(sessions, "evt_long_outage")
     assert event.attempts == 1
     assert attempt_history(sessions, "evt_long_outage") == [(1, AttemptOutcome.PROCESSED)]
+
+
+def test_an_encrypted_event_is_processed_as_before(
+    simulator: Simulator, proc_settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    # The worker reads the event's row (never its body): keys configured, it works as before.
+    import os
+
+    from models.db import make_engine, make_session_factory
+
+    keyed = proc_settings.replace(data_encryption_keys=(os.urandom(32),))
+    engine = make_engine(keyed.database_url, data_keys=keyed.data_encryption_keys)
+    (task_id,) = simulator.scenario(1, outcome="succeeded")
+    simulator.wait_terminal([task_id])
+    add_event(make_session_factory(engine), "evt_sealed", task_id=task_id, body=b'{"secret": 1}')
+    runtime = Runtime(keyed)
+    try:
+        outcome = process_event(runtime, "evt_sealed")
+    finally:
+        runtime.close()
+        engine.dispose()
+    assert outcome is not None
+    assert outcome.status is EventStatus.PROCESSED
+    assert [o.index for o in outputs(sessions, task_id)] == [0, 1]

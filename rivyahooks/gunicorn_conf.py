@@ -1,4 +1,4 @@
-"""gunicorn settings for the web role (see the Procfile `web` line).
+"""gunicorn settings for the web role: `gunicorn -c python:rivyahooks.gunicorn_conf ...`.
 
 Read by gunicorn at start; values come from the environment so one file serves every host.
 """
@@ -69,4 +69,4 @@ def child_exit(_server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges (its counters stay: they still count)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid, str(metrics_directory))
+    multiprocess.mark_process_dead(worker.pid, str(metrics_directory))  # type: ignore[no-untyped-call]
