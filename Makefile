@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # S3 test server, linters), which are most of the time a fresh `make test` spends installing.
 DEMO_STAMP := $(VENV)/.service-stamp
 
-.PHONY: test lint typecheck unit check-install check-install-newest demo run clean lock lock-upgrade vendor
+.PHONY: test lint typecheck unit check-install check-install-newest demo run clean lock lock-upgrade vendor soak
 
 # The exact versions of requirements/test.txt (the service's lock plus the test tools), then
 # the project itself without letting pip pick any dependency of its own.
@@ -61,6 +61,13 @@ check-install: $(STAMP)
 # every upstream release, so run it before widening a range or cutting a release.
 check-install-newest: $(STAMP)
 	$(BIN)/python -m tests.production_install --newest
+
+# The chaos soak (root only): the whole deployment on network namespaces of this machine,
+# a steady load, a seeded schedule of faults, the invariants checked (see README, Reliability).
+SOAK_MINUTES ?= 5
+SOAK_SEED ?= 2026
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --minutes $(SOAK_MINUTES) --seed $(SOAK_SEED)
 
 unit: $(STAMP)
 	$(BIN)/pytest --ignore=tests/system --ignore=tests/deploy -m "not slow"
