@@ -9,7 +9,9 @@ id when it has none) for an operator to see, and the run goes on.
 Only one reconcile runs at a time, whoever starts it: a row in `reconcile_state` is the
 lock, taken with a conditional UPDATE that only one transaction can win. On PostgreSQL an
 advisory lock held by the run's connection guards it too, so a run that was killed frees
-the lock at once instead of after STALE_LOCK.
+the lock at once instead of after STALE_LOCK; not behind a transaction pooler
+(DATABASE_POOLER=pgbouncer), where a session's advisory lock would stay on whichever server
+connection took it, and the next run, handed another, would find the reconcile busy for good.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def _lock(runtime: Runtime) -> Iterator[ReconcileState]:
             .on_conflict_do_nothing(index_elements=["name"])
         )
     with runtime.engine.connect() as holder:
-        advisory = holder.dialect.name == "postgresql"
+        advisory = holder.dialect.name == "postgresql" and not runtime.settings.transaction_pooling
         if advisory and not _try_advisory_lock(holder):
             raise ReconcileBusy("another reconcile is running")
         try:
