@@ -68,10 +68,11 @@ def failure_outcome(runtime: Runtime, claim: Claim, exc: Exception) -> Outcome:
     if not isinstance(exc, TransientFailure):
         # Not a failure this code anticipated: the traceback is what a developer needs.
         log.exception("event %s attempt %d raised %s", claim.event_id, claim.number, error)
+    if isinstance(exc, StorageFullFailure):
+        # Checked before the attempts: waiting for room is not the event's failure.
+        return Outcome(EventStatus.FAILED, error, storage_full=True)
     if claim.attempts >= runtime.settings.process_max_attempts:
         return Outcome(EventStatus.DEAD, f"gave up after {claim.attempts} attempts: {error}")
-    if isinstance(exc, StorageFullFailure):
-        return Outcome(EventStatus.FAILED, error, storage_full=True)
     retry_after = exc.retry_after if isinstance(exc, TransientFailure) else None
     return Outcome(EventStatus.FAILED, error, retry_after=retry_after)
 
@@ -130,7 +131,9 @@ def _record(
             max_seconds=BACKOFF_MAX_SECONDS,
         )
         if outcome.storage_full:
-            delay = storage_full_delay(claim.attempts)
+            delay = storage_full_delay()
+            # Not counted against PROCESS_MAX_ATTEMPTS: the claim counted it, this gives it back.
+            values["attempts"] = WebhookEvent.attempts - 1
         retry_at = now + dt.timedelta(seconds=delay)
         values["next_attempt_at"] = retry_at
         values["status_reason"] = f"attempt {claim.number} failed; retry at {retry_at.isoformat()}"
@@ -157,27 +160,26 @@ def _record(
 
 # --- a full result storage ------------------------------------------------------------------
 #
-# A full disk does not empty itself within seconds: an operator must free space (or raise a
-# quota), or the results retention, when RETENTION_RESULTS_DAYS is set, must run (every
-# RETENTION_INTERVAL_SECONDS, hourly by default). The ordinary backoff (2 s doubling, capped
-# at 5 min) spends the default 8 attempts in about 4 minutes, and every event ends `dead`
-# before anyone can react. From 5 minutes doubling up to an hour, the default 8 attempts
-# span 2 to 4 hours (jitter draws each wait from the step's upper half): time for the
-# RivyaHooksResultStorageFull alert to reach someone and for retention to run twice, while a
-# retry on a still-full disk costs one generation fetch and a download refused at its
-# headers.
-STORAGE_FULL_RETRY_BASE_SECONDS = 300.0
-STORAGE_FULL_RETRY_MAX_SECONDS = 3600.0
+# A full storage does not empty itself: an operator frees space (or raises a quota), or the
+# results retention runs. The ordinary backoff (2 s doubling) spent the default 8 attempts
+# in about 4 minutes and every event ended `dead` before anyone could react. So an attempt
+# that found the storage full is not counted against PROCESS_MAX_ATTEMPTS (the event waits
+# as long as the storage stays full, the RivyaHooksResultStorageFull alert saying so), and
+# its retries come every 45 to 90 s: rare enough to cost little (one generation fetch and a
+# download refused at its headers), often enough that once room is back every waiting event
+# is processed within the 2 minutes a fault may cost.
+STORAGE_FULL_RETRY_MAX_SECONDS = 90.0
 
 
 class StorageFullFailure(TransientFailure):
     """The result storage had no room; the next attempt waits the long backoff of a full disk."""
 
 
-def storage_full_delay(failures: int) -> float:
-    """Return the wait after `failures` attempts, the last of which found the storage full."""
+def storage_full_delay() -> float:
+    """Return the wait before an event that found the storage full is tried again."""
+    # One step of the backoff at its ceiling: the same wait however often it was refused.
     return backoff_seconds(
-        failures,
-        base_seconds=STORAGE_FULL_RETRY_BASE_SECONDS,
+        1,
+        base_seconds=STORAGE_FULL_RETRY_MAX_SECONDS,
         max_seconds=STORAGE_FULL_RETRY_MAX_SECONDS,
     )
