@@ -50,6 +50,19 @@ def own_redis_database(redis_url: str, db: int) -> str:
     return url
 
 
+def processes_in(directory: Path) -> list[int]:
+    """Return the processes whose working directory is `directory` (a run and its roles)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == directory:
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile, or not ours to read
+    return found
+
+
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
     env.update(settings.to_env())

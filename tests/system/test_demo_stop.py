@@ -18,22 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.eventually import eventually
-from tests.support.processes import BIN, ROOT
+from tests.support.processes import BIN, ROOT, processes_in
 
 pytestmark = pytest.mark.slow
-
-
-def processes_in(directory: Path) -> list[int]:
-    """Return the processes whose working directory is `directory`: the demo and its roles."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if Path(os.readlink(entry / "cwd")) == directory:
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # gone meanwhile, or not ours to read
-    return found
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])

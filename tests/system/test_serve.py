@@ -24,24 +24,11 @@ from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.server import Simulator
 from tests.production_install import OUTPUT_BYTES, OUTPUTS, stored
 from tests.support.eventually import eventually
-from tests.support.processes import BIN, ROOT, free_port
+from tests.support.processes import BIN, ROOT, free_port, processes_in
 
 pytestmark = pytest.mark.slow
 
 STOP_SECONDS = 30
-
-
-def processes_in(directory: Path) -> list[int]:
-    """Return the processes whose working directory is `directory`: serve and its roles."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if Path(os.readlink(entry / "cwd")) == directory:
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # gone meanwhile, or not ours to read
-    return found
 
 
 def command_line(pid: int) -> str:

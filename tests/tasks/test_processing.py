@@ -395,6 +395,21 @@ def test_a_database_outage_mid_attempt_resumes_the_same_claim(
     assert attempt_history(sessions, "evt_db") == [(1, AttemptOutcome.PROCESSED)]
 
 
+def _worker_settings(
+    postgres_url: str, redis_url: str, simulator: Simulator, tmp_path: Path
+) -> Settings:
+    """Settings of a real worker on PostgreSQL, a Redis database of its own and `simulator`."""
+    return settings_for(
+        Settings(
+            database_url=postgres_url,
+            broker_url=own_redis_database(redis_url, 10),
+            storage_url=f"file://{tmp_path / 'results'}",
+        ),
+        simulator.url,
+        simulator.api_key,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
@@ -408,15 +423,7 @@ def test_a_real_worker_rides_out_a_database_outage_without_losing_the_attempt(
     from models.db import make_session_factory
 
     sessions = make_session_factory(postgres_engine)
-    settings = settings_for(
-        Settings(
-            database_url=postgres_url,
-            broker_url=own_redis_database(redis_url, 10),
-            storage_url=f"file://{tmp_path / 'results'}",
-        ),
-        single_output_simulator.url,
-        single_output_simulator.api_key,
-    )
+    settings = _worker_settings(postgres_url, redis_url, single_output_simulator, tmp_path)
     (task_id,) = single_output_simulator.scenario(1, outcome="succeeded")
     single_output_simulator.wait_terminal([task_id])
     # Rivya answers slowly: the database goes away while the attempt waits for it.
@@ -539,15 +546,7 @@ def test_a_real_worker_notices_a_recovered_database_within_seconds(
     tmp_path: Path,
 ) -> None:
     sessions = make_session_factory(postgres_engine)
-    settings = settings_for(
-        Settings(
-            database_url=postgres_url,
-            broker_url=own_redis_database(redis_url, 10),
-            storage_url=f"file://{tmp_path / 'results'}",
-        ),
-        single_output_simulator.url,
-        single_output_simulator.api_key,
-    )
+    settings = _worker_settings(postgres_url, redis_url, single_output_simulator, tmp_path)
     (task_id,) = single_output_simulator.scenario(1, outcome="succeeded")
     single_output_simulator.wait_terminal([task_id])
     single_output_simulator.set_faults(slow_ratio=1.0, slow_seconds=1.0)
