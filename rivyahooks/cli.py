@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
+from rivyahooks.commands.apps import apps
 from rivyahooks.commands.events import events, replay, stats
 from rivyahooks.commands.keys import keys
 from rivyahooks.commands.relay import relay
@@ -166,6 +167,7 @@ def simulate(ctx: click.Context) -> None:
 
 
 for command in (
+    apps,
     events,
     replay,
     stats,

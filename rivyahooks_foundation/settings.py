@@ -702,6 +702,45 @@ class Settings:
     retention_interval_seconds: int = setting(
         "RETENTION_INTERVAL_SECONDS", 3600, "how often beat runs the purge", whole(60)
     )
+    # Outbound webhooks (`rivya-hooks apps`): what pushing results to apps may do.
+    outbound_allowed_hosts: tuple[str, ...] = setting(
+        "OUTBOUND_ALLOWED_HOSTS",
+        (),
+        "app endpoint hosts allowed despite a private address or plain http",
+        host_list,
+    )
+    outbound_timeout_seconds: int = setting(
+        "OUTBOUND_TIMEOUT_SECONDS",
+        15,
+        "an app endpoint must answer 2xx within this; later is a failed attempt",
+        whole(1),
+    )
+    # Each message in flight to a slow endpoint holds a sending thread for up to the timeout.
+    outbound_max_in_flight: int = setting(
+        "OUTBOUND_MAX_IN_FLIGHT",
+        2,
+        "messages in flight to one app endpoint at once",
+        whole(1),
+    )
+    outbound_secret_grace_hours: int = setting(
+        "OUTBOUND_SECRET_GRACE_HOURS",
+        24,
+        "after `apps rotate-secret`, the old secret signs beside the new one this long",
+        whole(0),
+    )
+    outbound_disable_after_hours: int = setting(
+        "OUTBOUND_DISABLE_AFTER_HOURS",
+        120,
+        "an app endpoint failing every attempt this long is disabled",
+        whole(1),
+    )
+    public_base_url: str = setting(
+        "PUBLIC_BASE_URL",
+        "",
+        "the URL apps reach this service at (`https://hooks.example.com`): output links in "
+        "pushed messages start with it; unset: they are paths",
+        http_url,
+    )
     # The standard OpenTelemetry variable; the exporter reads the other OTEL_* ones itself.
     otel_exporter_otlp_endpoint: str = setting(
         "OTEL_EXPORTER_OTLP_ENDPOINT",

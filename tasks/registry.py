@@ -16,6 +16,7 @@ from celery import Task, shared_task
 from rivyahooks_protocol.backoff import backoff_seconds
 from storage import open_storage
 from tasks import names
+from tasks.outbound_delivery import deliver
 from tasks.outcomes import DatabaseUnavailable
 from tasks.processing import process_event
 from tasks.reconcile import ReconcileBusy, reconcile
@@ -112,3 +113,12 @@ def run_purge(self: Task) -> None:
         events_older_than=events,
         results_older_than=results,
     )
+
+
+# Idempotent: the delivery's compare-and-set claim refuses a second copy, and an app
+# deduplicates by the message id in any case. Not acks_late: a worker lost mid-POST leaves
+# the delivery `sending`, and its lapsed lease makes it due again.
+@shared_task(bind=True, name=names.DELIVER_OUTBOUND, ignore_result=True, acks_late=False)
+def deliver_outbound(self: Task, delivery_id: int) -> None:
+    """POST one message to one app endpoint and record the attempt."""
+    deliver(self.app.runtime, delivery_id)

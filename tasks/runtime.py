@@ -88,6 +88,7 @@ class Runtime:
         self._sessions: sessionmaker[Session] | None = None
         self._rivya: RivyaClient | None = None
         self._downloads: httpx.Client | None = None
+        self._outbound: httpx.Client | None = None
 
     @property
     def engine(self) -> Engine:
@@ -120,6 +121,16 @@ class Runtime:
         return self._downloads
 
     @property
+    def outbound(self) -> httpx.Client:
+        """Return this process's client for app endpoints (no redirects, shared by threads)."""
+        if self._outbound is None:
+            self._outbound = httpx.Client(
+                follow_redirects=False,
+                timeout=httpx.Timeout(self.settings.outbound_timeout_seconds),
+            )
+        return self._outbound
+
+    @property
     def storage(self) -> Storage:
         """Return this process's storage (open_storage keeps one per process)."""
         return open_storage(self.settings)
@@ -136,13 +147,15 @@ class Runtime:
         # Inherited HTTP clients would share the parent's sockets: drop, never close, them.
         self._rivya = None
         self._downloads = None
+        self._outbound = None
 
     def close(self) -> None:
-        for client in (self._rivya, self._downloads):
+        for client in (self._rivya, self._downloads, self._outbound):
             if client is not None:
                 client.close()
         self._rivya = None
         self._downloads = None
+        self._outbound = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None

@@ -1,0 +1,76 @@
+"""The relay's outbound half: fan the feed out into messages, publish due deliveries.
+
+Run by the relay in its loop after the inbound events (tasks/relay.py), under the same
+outage handling: a database or broker error propagates to it. Deliveries are marked
+`enqueued` only after the broker took them, as events are; at most OUTBOUND_MAX_IN_FLIGHT
+per app are enqueued or sending at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import Engine, exists, select
+from sqlalchemy.orm import Session
+
+from models.apps import App
+from models.clock import database_now
+from models.outbound import due_deliveries, mark_enqueued
+from rivyahooks_foundation.settings import Settings
+from tasks.outbound_fanout import fan_out
+from tasks.publisher import BrokerUnavailable, Publisher
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+# The feed is read at most this often: a message reaches its app within about this much
+# of the result being stored, and an idle relay adds one indexed query per interval.
+FAN_OUT_EVERY_SECONDS = 0.25
+# Whether any app exists is read again this often; without one the outbound half is idle.
+APPS_CHECK_SECONDS = 10.0
+
+
+class OutboundRelay:
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.published = 0
+        self.made = 0
+        self._fanned_at = 0.0
+        self._apps_checked_at = -APPS_CHECK_SECONDS
+        self._any_app = False
+
+    def step(self, engine: Engine) -> int:
+        """Fan out and publish once; return how many deliveries were published."""
+        if not self._apps_exist(engine):
+            return 0
+        if time.monotonic() - self._fanned_at >= FAN_OUT_EVERY_SECONDS:
+            with Session(engine) as session, session.begin():
+                self.made += fan_out(session, self.settings.public_base_url)
+            self._fanned_at = time.monotonic()
+        return self.publish_due(engine)
+
+    def publish_due(self, engine: Engine) -> int:
+        with Session(engine) as session, session.begin():
+            now = database_now(session)
+            due = due_deliveries(session, now, self.settings.outbound_max_in_flight, BATCH)
+            if not due:
+                return 0
+            ids = [pk for pk, _ in due]
+            try:
+                self.publisher.publish_deliveries(ids)
+            except Exception as exc:  # kombu and redis raise many types for a dead broker
+                raise BrokerUnavailable(str(exc)) from exc
+            mark_enqueued(session, ids, now)
+        self.published += len(ids)
+        log.debug("relay: published %d outbound deliveries", len(ids))
+        return len(ids)
+
+    def _apps_exist(self, engine: Engine) -> bool:
+        """Return whether any app is registered (read at most every APPS_CHECK_SECONDS)."""
+        if time.monotonic() - self._apps_checked_at >= APPS_CHECK_SECONDS:
+            with engine.connect() as connection:
+                self._any_app = bool(connection.scalar(select(exists().where(App.id.is_not(None)))))
+            self._apps_checked_at = time.monotonic()
+        return self._any_app
