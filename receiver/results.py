@@ -23,7 +23,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from models.generations import Generation, GenerationStatus, find_output
-from models.result_documents import result_document
+from models.result_documents import GenerationDocument, result_document
 from receiver.bearer import bearer_denied
 from receiver.responses import file_answer, json_error, served_type
 from receiver.results_schema import (
@@ -31,7 +31,6 @@ from receiver.results_schema import (
     FeedEntry,
     FeedPage,
     FeedQuery,
-    GenerationDocument,
     ListPage,
     ListQuery,
     api,

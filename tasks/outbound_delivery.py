@@ -23,6 +23,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -45,7 +46,8 @@ from rivyahooks_foundation.metrics.outbound import (
 )
 from rivyahooks_protocol import contract
 from rivyahooks_protocol.backoff import parse_retry_after
-from rivyahooks_protocol.download import DisallowedURLError, checked_target, pinned_request
+from rivyahooks_protocol.download import checked_target, pinned_request
+from rivyahooks_protocol.errors import DisallowedURLError
 from rivyahooks_protocol.signatures import sign
 from tasks.runtime import Runtime
 
@@ -67,6 +69,10 @@ class Answer:
     error: str | None
     retry_after: float | None
     latency_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float | None:
@@ -192,38 +198,13 @@ def _excerpt(response: httpx.Response) -> str:
 
 def _record(runtime: Runtime, delivery_id: int, app: App, number: int, answer: Answer) -> None:
     settings = runtime.settings
-    ok = answer.status_code is not None and 200 <= answer.status_code < 300
-    gone = answer.status_code == 410
+    ok, gone = answer.ok, answer.status_code == 410
     OUTBOUND_ATTEMPT_SECONDS.observe(answer.latency_ms / 1000)
     with runtime.sessions.begin() as session:
         now = database_now(session)
         stored = session.get(App, app.id)
         error = answer.error or (None if ok else f"answered {answer.status_code}")
-        if ok:
-            outcome, values = DeliveryStatus.DELIVERED, {"finished_at": now, "reason": None}
-        elif gone:
-            outcome, values = (
-                DeliveryStatus.FAILED,
-                {
-                    "finished_at": now,
-                    "reason": "the endpoint answered 410 Gone; the app was disabled",
-                },
-            )
-        else:
-            delay = retry_delay(number, answer.retry_after)
-            if delay is None:
-                outcome, values = (
-                    DeliveryStatus.FAILED,
-                    {
-                        "finished_at": now,
-                        "reason": f"gave up after {number} attempts; last: {error}"[:300],
-                    },
-                )
-            else:
-                outcome, values = (
-                    DeliveryStatus.PENDING,
-                    {"next_attempt_at": now + dt.timedelta(seconds=delay)},
-                )
+        outcome, values = _next_state(number, answer, error, now)
         moved = session.execute(
             move(
                 outcome,
@@ -269,6 +250,22 @@ def _record(runtime: Runtime, delivery_id: int, app: App, number: int, answer: A
         number,
         "delivered" if ok else f"{error}; {label}",
     )
+
+
+def _next_state(
+    number: int, answer: Answer, error: str | None, now: dt.datetime
+) -> tuple[DeliveryStatus, dict[str, Any]]:
+    """Return where the delivery goes after attempt `number`, and the values it gets."""
+    if answer.ok:
+        return DeliveryStatus.DELIVERED, {"finished_at": now, "reason": None}
+    if answer.status_code == 410:
+        reason = "the endpoint answered 410 Gone; the app was disabled"
+        return DeliveryStatus.FAILED, {"finished_at": now, "reason": reason}
+    delay = retry_delay(number, answer.retry_after)
+    if delay is None:
+        reason = f"gave up after {number} attempts; last: {error}"[:300]
+        return DeliveryStatus.FAILED, {"finished_at": now, "reason": reason}
+    return DeliveryStatus.PENDING, {"next_attempt_at": now + dt.timedelta(seconds=delay)}
 
 
 def _label(ok: bool, outcome: DeliveryStatus) -> str:

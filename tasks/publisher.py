@@ -11,7 +11,7 @@ import socket
 from collections.abc import Sequence
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 from kombu.utils.uuid import uuid
 
 from rivyahooks_foundation.settings import Settings
@@ -30,7 +30,7 @@ class Publisher:
         # Who sent the message, in Celery's own form; computed once, not per message.
         self._origin = f"relay-{os.getpid()}@{socket.gethostname()}"
         self._declared: set[str] = set()
-        self._outbound = Queue(names.OUTBOUND_QUEUE)
+        self._outbound = Queue(names.OUTBOUND_QUEUE)  # type: ignore[no-untyped-call]
 
     def publish(self, events: Sequence[tuple[str, str | None]]) -> None:
         """Publish one `events.process` message per (event id, traceparent); raise if refused.
