@@ -1,4 +1,4 @@
-"""Webhook signature schemes, both directions: sign (the simulator) and verify (the receiver).
+"""Webhook signature schemes, both ways: sign (the simulator, our messages to apps) and verify.
 
 Verification never parses the body; it works on the raw bytes and a header mapping, and it
 fails closed with a typed error whose `code` is safe to show to the sender. Header values are
