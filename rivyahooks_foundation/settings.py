@@ -648,7 +648,7 @@ class Settings:
     metrics_address: str = setting(
         "METRICS_ADDRESS",
         "127.0.0.1",
-        "address the worker's, relay's and beat's metrics servers listen on "
+        "address the worker's, outbound's, relay's and beat's metrics servers listen on "
         "(`0.0.0.0` in containers)",
         text,
     )
@@ -656,6 +656,13 @@ class Settings:
         "WORKER_METRICS_PORT",
         9101,
         "port of the worker's `/metrics`; `0`: not served",
+        port,
+    )
+    # A port of its own: the outbound role is a second Celery worker, often on the same host.
+    outbound_metrics_port: int = setting(
+        "OUTBOUND_METRICS_PORT",
+        9104,
+        "port of the outbound role's `/metrics` (its deliveries' tasks); `0`: not served",
         port,
     )
     relay_metrics_port: int = setting(
@@ -680,7 +687,7 @@ class Settings:
     metrics_dir: str = setting(
         "METRICS_DIR",
         "",
-        "where each web, worker and beat start makes its own directory of metric files "
+        "where each web, worker, outbound and beat start makes its own directory of metric files "
         "(none: the system's temporary directory)",
         text,
     )
