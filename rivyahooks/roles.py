@@ -22,11 +22,12 @@ ROLES: dict[str, str] = {
     # configured), never the outbound queue: a slow app endpoint cannot hold its slots.
     "worker": "exec celery --quiet -A tasks.worker worker --loglevel INFO "
     "--concurrency ${WORKER_CONCURRENCY:-4}",
-    # Outbound deliveries alone. Threads, not processes: an attempt mostly waits on the app's
-    # endpoint, and OUTBOUND_MAX_IN_FLIGHT bounds how many threads one slow endpoint holds.
+    # Outbound deliveries alone, in processes: OUTBOUND_MAX_IN_FLIGHT bounds how many of them
+    # one slow endpoint holds. (Celery's thread pool on the Redis transport left deliveries
+    # received and never run while its threads sat idle.)
     # A node name of its own, so a worker and this one on one host never share one.
-    "outbound": "exec celery --quiet -A tasks.worker worker -Q outbound --pool threads "
-    "--concurrency ${OUTBOUND_CONCURRENCY:-16} --loglevel INFO -n outbound@%h",
+    "outbound": "exec celery --quiet -A tasks.worker worker -Q outbound "
+    "--concurrency ${OUTBOUND_CONCURRENCY:-8} --loglevel INFO -n outbound@%h",
     # DATA_DIR: where beat keeps its schedule (`rivya-hooks serve --data-dir` sets it).
     "beat": 'mkdir -p "${DATA_DIR:-var}" && exec celery --quiet -A tasks.worker beat '
     '--loglevel INFO --schedule "${DATA_DIR:-var}/celerybeat-schedule"',

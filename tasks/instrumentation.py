@@ -55,7 +55,7 @@ def connect(app: Celery) -> None:
         set_log_role(role)
         settings = app.runtime.settings
         if not _forks(sender.pool_cls):
-            # Tasks run in this very process (outbound's threads): no child starts to do it.
+            # Tasks run in this very process (a solo or thread pool): no child starts to do it.
             configure_tracing(role, settings.otel_exporter_otlp_endpoint)
         port = (
             settings.outbound_metrics_port if role == "outbound" else settings.worker_metrics_port

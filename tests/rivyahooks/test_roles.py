@@ -21,7 +21,6 @@ def test_only_the_outbound_role_names_the_outbound_queue() -> None:
     # A worker without -Q consumes Celery's default queue alone; a slow app endpoint must
     # never hold the slots that process Rivya's events.
     assert f" -Q {names.OUTBOUND_QUEUE} " in ROLES["outbound"]
-    assert "--pool threads" in ROLES["outbound"]
     assert " -n outbound@" in ROLES["outbound"]
     for role, line in ROLES.items():
         if role != "outbound":

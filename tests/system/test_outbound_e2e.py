@@ -1,7 +1,7 @@
 """Results pushed to apps through the real processes, with one app dead throughout.
 
 simulator -> receiver (gunicorn) -> relay -> Redis -> worker stores the results -> relay
-fans the feed out -> Redis `outbound` queue -> the outbound worker (Celery, threads) ->
+fans the feed out -> Redis `outbound` queue -> the outbound role (the Procfile's line) ->
 three receiving apps: two verify every message with the `standardwebhooks` package, the
 third accepts connections and never answers. Every stored result must reach both live apps,
 each message id once after deduplication, while the dead one only costs its own attempts.
@@ -9,6 +9,7 @@ each message id once after deduplication, while the dead one only costs its own 
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -21,14 +22,17 @@ from sqlalchemy import Engine, select
 from models.db import make_session_factory
 from models.generations import Generation, GenerationStatus
 from models.outbound import DeliveryStatus, OutboundDelivery
+from rivyahooks.procfile import procfile_roles
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_simulator.config import Faults, SimConfig
 from rivyahooks_simulator.server import Simulator
 from tests.support.eventually import eventually
 from tests.support.processes import (
     BIN,
+    ROOT,
     celery_worker,
     child_env,
+    free_port,
     gunicorn,
     relay,
     supervised,
@@ -43,28 +47,15 @@ DEADLINE_SECONDS = 90
 
 
 @contextmanager
-def outbound_worker(settings: Settings, log: Path) -> Iterator[None]:
-    """Run the outbound role's Celery worker: the `outbound` queue only."""
-    command = [
-        str(BIN / "celery"),
-        "--quiet",
-        "-A",
-        "tasks.worker",
-        "worker",
-        "-Q",
-        "outbound",
-        "--concurrency",
-        "4",
-        "--loglevel",
-        "INFO",
-        "-n",
-        "outbound@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-    env = child_env(settings, WORKER_METRICS_PORT="0")
-    with supervised("outbound", command, env, log, stop_timeout=30):
+def outbound_role(settings: Settings, log: Path) -> Iterator[None]:
+    """Run the Procfile's outbound line through bash, as a platform does."""
+    line = procfile_roles(ROOT / "Procfile")["outbound"]
+    env = child_env(
+        settings.replace(outbound_metrics_port=free_port()),
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        OUTBOUND_CONCURRENCY="4",
+    )
+    with supervised("outbound", ["bash", "-c", line], env, log, stop_timeout=30):
         yield
 
 
@@ -131,7 +122,7 @@ def test_every_stored_result_reaches_every_live_app_once_with_one_app_dead(
             gunicorn(settings, log=tmp_path / "web.log") as web_url,
             relay(settings, log=tmp_path / "relay.log"),
             celery_worker(settings, concurrency=2, log=tmp_path / "worker.log"),
-            outbound_worker(settings, log=tmp_path / "outbound.log"),
+            outbound_role(settings, log=tmp_path / "outbound.log"),
         ):
             sim.register_endpoint(web_url + "/webhooks/rivya", secret=settings.webhook_secrets[0])
             task_ids = sim.scenario(GENERATIONS, outputs=1)
