@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models.apps import App
+from models.apps import App, disable
 from models.base import Base, BigId, UTCDateTime, utcnow
 from models.db import dialect_insert
 from models.generations import Generation
@@ -271,6 +271,12 @@ def give_up_open(session: Session, app_id: str, reason: str, now: dt.datetime) -
         )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def disable_app(session: Session, app: App, reason: str, now: dt.datetime) -> int:
+    """Disable the app and give up what it has not received; return how many were given up."""
+    disable(app, reason, now)
+    return give_up_open(session, app.id, f"app disabled: {reason}", now)
 
 
 def backlog_by_app(session: Session) -> dict[str, int]:

@@ -29,14 +29,14 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.apps import App, disable
+from models.apps import App
 from models.clock import database_now
 from models.outbound import (
     RESPONSE_EXCERPT_BYTES,
     DeliveryStatus,
     OutboundAttempt,
     OutboundDelivery,
-    give_up_open,
+    disable_app,
     move,
 )
 from rivyahooks_foundation.metrics.outbound import (
@@ -292,8 +292,7 @@ def _app_health(
         reason = f"every attempt failed for {disable_after_hours} hours"
     if reason is None:
         return
-    disable(app, reason, now)
-    given_up = give_up_open(session, app.id, f"app disabled: {reason}", now)
+    given_up = disable_app(session, app, reason, now)
     OUTBOUND_DISABLED.inc()
     log.error(
         "app %s disabled: %s; %d open message(s) given up; next: fix the endpoint, then "

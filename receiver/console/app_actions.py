@@ -11,10 +11,10 @@ from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from models.apps import App, disable, enable
+from models.apps import App, enable
 from models.clock import database_now
 from models.operator_actions import record_action
-from models.outbound import give_up_open, replay
+from models.outbound import disable_app, replay
 from receiver.console.access import admin_only
 from receiver.console.apps import app_or_404
 from receiver.console.blueprint import bp
@@ -59,9 +59,7 @@ def app_disable(name: str) -> ResponseReturnValue:
         if not app.enabled:
             flash(f"{app.name} was already disabled.", "warning")
             return redirect(url_for("console.app_detail", name=app.name))
-        now = database_now(session)
-        disable(app, DISABLED_REASON, now)
-        given_up = give_up_open(session, app.id, "app disabled by an operator", now)
+        given_up = disable_app(session, app, DISABLED_REASON, database_now(session))
         _record(session, "app_disable", app, f"{given_up} open message(s) given up")
     flash(f"{name} disabled; {given_up} open message(s) given up.", "ok")
     return redirect(url_for("console.app_detail", name=name))

@@ -252,15 +252,12 @@ def show(ctx: Context, name: str, attempts: int, as_json: bool) -> None:
 @pass_context
 def disable_app(ctx: Context, name: str) -> None:
     """Stop sending to an app; what it has not received is given up (replay sends it later)."""
-    from models.apps import disable
     from models.clock import database_now
-    from models.outbound import give_up_open
+    from models.outbound import disable_app as disable
 
     with _session(ctx) as session:
         app = _app(session, name)
-        now = database_now(session)
-        disable(app, "disabled by an operator", now)
-        given_up = give_up_open(session, app.id, "app disabled by an operator", now)
+        given_up = disable(session, app, "disabled by an operator", database_now(session))
     click.echo(f"app {name} disabled; {given_up} open message(s) given up")
 
 
