@@ -289,6 +289,19 @@ def backlog_by_app(session: Session) -> dict[str, int]:
     return {str(app_id): int(count) for app_id, count in rows}
 
 
+def oldest_due_by_app(session: Session, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Return each app's earliest due time among its pending deliveries already due."""
+    rows = session.execute(
+        select(OutboundDelivery.app_id, func.min(OutboundDelivery.next_attempt_at))
+        .where(
+            OutboundDelivery.status == DeliveryStatus.PENDING,
+            OutboundDelivery.next_attempt_at <= now,
+        )
+        .group_by(OutboundDelivery.app_id)
+    ).all()
+    return {str(app_id): due for app_id, due in rows if due is not None}
+
+
 def recent_attempts(session: Session, app_id: str, limit: int = 20) -> list[OutboundAttempt]:
     return list(
         session.scalars(

@@ -697,7 +697,8 @@ class Settings:
         "RETENTION_EVENTS_DAYS",
         30,
         "finished events older than this lose their body and row (an id-only tombstone "
-        "stays), and the console's delivery counts of that age go; `0`: kept forever",
+        "stays), and the console's delivery counts and the outbound messages whose "
+        "deliveries all finished of that age go; `0`: kept forever",
         whole(0),
     )
     retention_results_days: int = setting(

@@ -1,12 +1,14 @@
-"""Outbound webhooks' families: messages by outcome, attempt latency, backlog, disabled apps.
+"""Outbound webhooks' families the sending workers count: attempts by outcome, their latency,
+apps disabled by their failures.
 
-The backlog and disabled gauges are the database's (beat computes them with the others,
-tasks/database_gauges.py); the counters are the sending workers'.
+The backlog, overdue and disabled-now gauges are the database's: beat yields them with the
+others (tasks/database_gauges.py), fresh each time, so a removed app's series goes with it.
+A gauge here would live in each process's metric files, where a label cannot be removed.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from rivyahooks_foundation.metrics.families import PREFIX
 
@@ -23,15 +25,4 @@ OUTBOUND_ATTEMPT_SECONDS = Histogram(
 OUTBOUND_DISABLED = Counter(
     f"{PREFIX}_outbound_apps_disabled",
     "Apps disabled by their failures (410 Gone, or failing every attempt for days).",
-)
-OUTBOUND_BACKLOG = Gauge(
-    f"{PREFIX}_outbound_backlog",
-    "Messages not yet delivered nor given up, by app.",
-    ["app"],
-    multiprocess_mode="mostrecent",
-)
-OUTBOUND_APPS_DISABLED = Gauge(
-    f"{PREFIX}_outbound_apps_disabled_now",
-    "Apps disabled right now (by an operator or by their failures).",
-    multiprocess_mode="mostrecent",
 )
