@@ -209,8 +209,18 @@ def show(ctx: Context, name: str, attempts: int, as_json: bool) -> None:
     if as_json:
         echo_json(shown)
         return
-    for key in ("id", "name", "url", "events", "enabled", "disabled_reason", "failing_since",
-                "previous_secret_until", "public_key", "backlog"):
+    for key in (
+        "id",
+        "name",
+        "url",
+        "events",
+        "enabled",
+        "disabled_reason",
+        "failing_since",
+        "previous_secret_until",
+        "public_key",
+        "backlog",
+    ):
         value = shown[key]
         if value not in (None, []):
             click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
@@ -220,8 +230,15 @@ def show(ctx: Context, name: str, attempts: int, as_json: bool) -> None:
     click.echo(
         table(
             [
-                [a["attempted_at"], a["delivery_id"], a["number"], a["status_code"] or "-",
-                 a["latency_ms"], a["outcome"], a["error"] or ""]
+                [
+                    a["attempted_at"],
+                    a["delivery_id"],
+                    a["number"],
+                    a["status_code"] or "-",
+                    a["latency_ms"],
+                    a["outcome"],
+                    a["error"] or "",
+                ]
                 for a in shown["attempts"]
             ],
             ["time", "delivery", "attempt", "status", "ms", "outcome", "error"],
