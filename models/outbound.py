@@ -69,7 +69,8 @@ ALLOWED_FROM: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
         }
     ),
     DeliveryStatus.ENQUEUED: frozenset({DeliveryStatus.PENDING}),
-    DeliveryStatus.SENDING: frozenset({DeliveryStatus.ENQUEUED}),
+    # From pending too: a worker may get the message before the relay's mark commits.
+    DeliveryStatus.SENDING: frozenset({DeliveryStatus.ENQUEUED, DeliveryStatus.PENDING}),
     DeliveryStatus.DELIVERED: frozenset({DeliveryStatus.SENDING}),
     DeliveryStatus.FAILED: frozenset(
         {DeliveryStatus.PENDING, DeliveryStatus.ENQUEUED, DeliveryStatus.SENDING}
@@ -218,18 +219,20 @@ def due_deliveries(
     return [(int(pk), str(app_id)) for pk, app_id in rows]
 
 
-def mark_enqueued(session: Session, ids: list[int], now: dt.datetime) -> int:
+def mark_enqueued(session: Session, ids: list[int], now: dt.datetime) -> list[int]:
+    """Move the pending ones of `ids` to enqueued; return the ids this call moved."""
     if not ids:
-        return 0
-    result = session.execute(
+        return []
+    moved = session.scalars(
         move(
             DeliveryStatus.ENQUEUED,
             OutboundDelivery.id.in_(ids),
+            OutboundDelivery.status == DeliveryStatus.PENDING,
             enqueued_at=now,
             updated_at=now,
-        )
+        ).returning(OutboundDelivery.id)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return sorted(int(pk) for pk in moved)
 
 
 def take_back_lost(session: Session, now: dt.datetime, enqueued_before: dt.datetime) -> int:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from models.apps import App
@@ -87,7 +87,7 @@ def retry_delay(attempts: int, retry_after: float | None = None) -> float | None
 
 
 def deliver(runtime: Runtime, delivery_id: int) -> None:
-    """Make one attempt of the delivery if it is still enqueued; record its outcome."""
+    """Make one attempt of the delivery if it is still due; record its outcome."""
     claimed = _claim(runtime, delivery_id)
     if claimed is None:
         return
@@ -107,14 +107,25 @@ def _claim(
             move(
                 DeliveryStatus.SENDING,
                 OutboundDelivery.id == delivery_id,
-                OutboundDelivery.status == DeliveryStatus.ENQUEUED,
+                or_(
+                    OutboundDelivery.status == DeliveryStatus.ENQUEUED,
+                    # The relay's transaction that marks it enqueued may not have committed
+                    # yet: the row as last committed is then pending and due. An UPDATE skips
+                    # a row whose committed version does not match, without waiting, so this
+                    # matches it too: the claim then waits for the relay's row lock and takes
+                    # the delivery once it is enqueued (or as it is, if that was rolled back).
+                    and_(
+                        OutboundDelivery.status == DeliveryStatus.PENDING,
+                        OutboundDelivery.next_attempt_at <= now,
+                    ),
+                ),
                 attempts=OutboundDelivery.attempts + 1,
                 lease_until=lease,
                 updated_at=now,
             )
         ).rowcount  # type: ignore[attr-defined]
         if not claimed:
-            log.info("outbound delivery %s is no longer enqueued; message dropped", delivery_id)
+            log.info("outbound delivery %s is no longer due; message dropped", delivery_id)
             return None
         delivery = session.scalars(
             select(OutboundDelivery).where(OutboundDelivery.id == delivery_id)

@@ -1,9 +1,9 @@
 """The relay's outbound half: fan the feed out into messages, publish due deliveries.
 
 Run by the relay in its loop after the inbound events (tasks/relay.py), under the same
-outage handling: a database or broker error propagates to it. Deliveries are marked
-`enqueued` only after the broker took them, as events are; at most OUTBOUND_MAX_IN_FLIGHT
-per app are enqueued or sending at once.
+outage handling: a database or broker error propagates to it. A delivery's `enqueued` mark
+commits only once the broker took its message, as an event's does; at most
+OUTBOUND_MAX_IN_FLIGHT per app are enqueued or sending at once.
 """
 
 from __future__ import annotations
@@ -69,12 +69,18 @@ class OutboundRelay:
             due = due_deliveries(session, now, self.settings.outbound_max_in_flight, BATCH)
             if not due:
                 return 0
-            ids = [pk for pk, _ in due]
+            # Marked before they are published, in the same transaction: the marked rows
+            # stay locked until it commits, so a worker handed a message at once waits for
+            # that (see the claim in tasks/outbound_delivery.py) instead of racing the mark.
+            # A broker that refuses the batch rolls the marks back. Only the rows this call
+            # moved are published: another relay may have taken the others meanwhile.
+            ids = mark_enqueued(session, [pk for pk, _ in due], now)
+            if not ids:
+                return 0
             try:
                 self.publisher.publish_deliveries(ids)
             except Exception as exc:  # kombu and redis raise many types for a dead broker
                 raise BrokerUnavailable(str(exc)) from exc
-            mark_enqueued(session, ids, now)
         self.published += len(ids)
         log.debug("relay: published %d outbound deliveries", len(ids))
         return len(ids)
