@@ -26,7 +26,8 @@ from models.events import EventStatus
 from models.generations import GenerationStatus, record_change
 from models.outbound import DeliveryStatus, OutboundAttempt, OutboundDelivery, replay
 from rivyahooks_foundation.settings import Settings
-from tasks.outbound_delivery import MAX_ATTEMPTS, RETRY_SCHEDULE_SECONDS, retry_delay
+from tasks.outbound_delivery import MAX_ATTEMPTS, RETRY_SCHEDULE_SECONDS, deliver, retry_delay
+from tasks.outbound_fanout import fan_out
 from tasks.runtime import Runtime
 from tests.support.inbox import add_event
 from tests.support.receiving_apps import (
@@ -416,3 +417,34 @@ def test_replay_sends_a_delivered_message_again_under_its_id(
         pump(runtime)
     assert len(receiver.received) == 2
     assert len(set(receiver.received)) == 1
+
+
+def test_a_message_that_arrives_before_the_relays_mark_commits_is_sent_not_dropped(
+    runtime: Runtime, sessions: sessionmaker[Session]
+) -> None:
+    # The relay marks a batch enqueued and publishes it in one transaction: a worker may be
+    # handed the message while the delivery still reads pending. It must send it; dropped,
+    # the mark would leave the delivery enqueued with no message behind it for an hour.
+    with receiving_app("whsec_" + "A" * 32) as receiver:
+        app_id, receiver.secret = add_app(sessions, "shop", receiver.url)
+        store_result(sessions, "task_a")
+        with runtime.sessions.begin() as session:
+            fan_out(session)
+        (due,) = deliveries(sessions, app_id)
+        assert due.status is DeliveryStatus.PENDING
+        deliver(runtime, due.id)
+        store_result(sessions, "task_later")
+        with runtime.sessions.begin() as session:
+            fan_out(session)
+        later = deliveries(sessions, app_id)[1]
+        with sessions.begin() as session:
+            row = session.get(OutboundDelivery, later.id)
+            assert row is not None
+            row.next_attempt_at = utcnow() + dt.timedelta(minutes=5)
+        # Not due yet (a retry's wait): a stray message for it is dropped.
+        deliver(runtime, later.id)
+    assert [d.status for d in deliveries(sessions, app_id)] == [
+        DeliveryStatus.DELIVERED,
+        DeliveryStatus.PENDING,
+    ]
+    assert len(receiver.received) == 1
