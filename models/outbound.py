@@ -168,6 +168,19 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
+def new_delivery(message_id: str, app_id: str, now: dt.datetime) -> OutboundDelivery:
+    """Return a delivery of the message to the app, due now."""
+    return OutboundDelivery(
+        message_id=message_id,
+        app_id=app_id,
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 def move(target: DeliveryStatus, *where: ColumnElement[bool], **values: Any) -> Any:
     """Return the UPDATE that moves matching deliveries to `target` from an allowed status."""
     return (
@@ -376,15 +389,5 @@ def replay(
         )
     ).rowcount  # type: ignore[attr-defined]
     for message_id in missing:
-        session.add(
-            OutboundDelivery(
-                message_id=message_id,
-                app_id=app.id,
-                status=DeliveryStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        session.add(new_delivery(message_id, app.id, now))
     return int(moved) + len(missing)

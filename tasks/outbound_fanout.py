@@ -30,10 +30,9 @@ from models.db import dialect_insert
 from models.events import EventStatus, WebhookEvent
 from models.generations import Generation, GenerationStatus
 from models.outbound import (
-    DeliveryStatus,
     OutboundCursor,
-    OutboundDelivery,
     OutboundMessage,
+    new_delivery,
     new_message_id,
 )
 from models.result_documents import result_document
@@ -170,15 +169,5 @@ def _make_message(
     )
     session.flush()
     for app in apps:
-        session.add(
-            OutboundDelivery(
-                message_id=message_id,
-                app_id=app.id,
-                status=DeliveryStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        session.add(new_delivery(message_id, app.id, now))
     log.debug("outbound: %s %s for %d app(s)", event_type, generation.task_id, len(apps))
