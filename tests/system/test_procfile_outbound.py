@@ -122,7 +122,7 @@ def test_only_the_outbound_role_consumes_outbound_deliveries(
                 events = [str(r["event"]) for r in logged[since:]]
                 assert ready(outbound_log, "outbound@")
                 for delivery_id in DELIVERY_IDS:
-                    dropped = f"outbound delivery {delivery_id} is no longer enqueued"
+                    dropped = f"outbound delivery {delivery_id} is no longer due"
                     assert any(e.startswith(dropped) for e in events), delivery_id
 
                 assert task_runs(settings.worker_metrics_port, names.DELIVER_OUTBOUND) == 0
