@@ -140,7 +140,7 @@ class OutboundAttempt(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     delivery_id: Mapped[int] = mapped_column(
-        ForeignKey("outbound_deliveries.id", ondelete="CASCADE"), index=True
+        BigId, ForeignKey("outbound_deliveries.id", ondelete="CASCADE"), index=True
     )
     app_id: Mapped[str] = mapped_column(String(32))
     number: Mapped[int] = mapped_column(Integer)
