@@ -1,13 +1,15 @@
 """The image's health check, for whichever role the container runs.
 
-web: GET /healthz on its port answers 200. worker: it answers a Celery ping over the broker
-(so a worker that lost its broker turns unhealthy). Other roles: their process is PID 1, so
-the container stops (and its restart policy acts) when it dies; nothing more to check.
+web: GET /healthz on its port answers 200. worker and outbound: the Celery node answers a
+ping over the broker (so a worker that lost its broker turns unhealthy). Other roles: their
+process is PID 1, so the container stops (and its restart policy acts) when it dies; nothing
+more to check.
 Exit 0 healthy, 1 unhealthy (what Docker and podman expect).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -40,7 +42,7 @@ def main() -> int:
                 "--timeout",
                 str(TIMEOUT_SECONDS),
                 "--destination",
-                f"celery@{socket.gethostname()}",
+                node_name(words),
             ],
             capture_output=True,
             text=True,
@@ -52,6 +54,19 @@ def main() -> int:
             )
         return 0 if ping.returncode == 0 else 1
     return 0
+
+
+def node_name(words: list[str]) -> str:
+    """Return the node a Celery worker answers pings as: its `-n` (outbound's) or the default."""
+    name = "celery@%h"
+    for flag, value in itertools.pairwise(words):
+        if flag in {"-n", "--hostname"}:
+            name = value
+    for word in words:
+        if word.startswith("--hostname="):
+            name = word.partition("=")[2]
+    # The one expansion the Procfile's lines use (Celery's own: the full host name).
+    return name.replace("%h", socket.gethostname())
 
 
 if __name__ == "__main__":

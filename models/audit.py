@@ -13,6 +13,9 @@ An event that is scheduled, but that nothing will act on for longer than PARKED_
 the database and broker answer, is parked: a lease far ahead (a worker of older settings),
 a due time long past (no relay publishes), or `enqueued` while the broker holds fewer
 messages than such events (a broker restarted empty).
+
+Outbound deliveries are held to the same invariant (models/outbound_audit.py): delivered,
+scheduled, or given up with the reason.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
+from models.outbound_audit import DeliveriesAudit, Windows, audit_deliveries
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,11 @@ class AuditReport:
     stranded: list[Stranded] = field(default_factory=list)
     parked: list[Parked] = field(default_factory=list)
     broker_messages: int | None = None  # None: the broker was not read
+    deliveries: DeliveriesAudit = field(default_factory=DeliveriesAudit)
 
     @property
     def ok(self) -> bool:
-        return not self.stranded and not self.parked
+        return not self.stranded and not self.parked and self.deliveries.ok
 
 
 def stranded_reason(event: WebhookEvent, now: dt.datetime, visibility: dt.timedelta) -> str | None:
@@ -133,14 +138,22 @@ def audit(
     now: dt.datetime,
     visibility_seconds: float,
     broker_messages: int | None = None,
+    *,
+    sweep_seconds: float,
+    outbound_max_in_flight: int,
 ) -> AuditReport:
-    """Check every unfinished event; terminal ones need no check.
+    """Check every unfinished event and outbound delivery; terminal ones need no check.
 
     `now` is the database's time; `broker_messages` what the broker holds (None: unknown,
     so lost messages are not looked for).
     """
     report = AuditReport(broker_messages=broker_messages)
     visibility = dt.timedelta(seconds=visibility_seconds)
+    report.deliveries = audit_deliveries(
+        session,
+        now,
+        Windows(visibility, dt.timedelta(seconds=sweep_seconds), outbound_max_in_flight),
+    )
     waiting = int(
         session.scalar(
             select(func.count()).where(

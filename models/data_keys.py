@@ -30,11 +30,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from models.apps import App
 from models.base import Base, UTCDateTime, utcnow
 from models.console_sessions import ConsoleSecret
 from models.db import dialect_insert, make_engine
 from models.encryption import MAGIC, Keyring, text_pattern
 from models.events import WebhookEvent
+from models.outbound import OutboundMessage
 from models.sealed import keyring_of
 from rivyahooks_foundation.settings import Settings, SettingsError
 
@@ -93,6 +95,10 @@ SEALED_COLUMNS = (
     SealedColumn(WebhookEvent.__table__.c.body, text=False),
     SealedColumn(WebhookEvent.__table__.c.headers, text=True),
     SealedColumn(ConsoleSecret.__table__.c.value, text=False),
+    SealedColumn(App.__table__.c.secret, text=False),
+    SealedColumn(App.__table__.c.previous_secret, text=False),
+    SealedColumn(App.__table__.c.signing_key, text=False),
+    SealedColumn(OutboundMessage.__table__.c.payload, text=False),
 )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Engine, LargeBinary, Table, Text, and_, literal, select, update
 
+from models.apps import App
 from models.console_sessions import ConsoleSecret
 from models.data_keys import (
     SEALED_COLUMNS,
@@ -29,6 +30,7 @@ from models.data_keys import (
 )
 from models.encryption import Keyring, sealed_text_key_id
 from models.events import WebhookEvent
+from models.outbound import OutboundMessage
 from models.sealed import keyring_of
 
 DEFAULT_BATCH = 500
@@ -63,7 +65,14 @@ class _Target:
 def _targets() -> list[_Target]:
     events: Table = WebhookEvent.__table__  # type: ignore[assignment]
     secrets: Table = ConsoleSecret.__table__  # type: ignore[assignment]
-    targets = [_Target(events, events.c.id, ()), _Target(secrets, secrets.c.name, ())]
+    apps: Table = App.__table__  # type: ignore[assignment]
+    messages: Table = OutboundMessage.__table__  # type: ignore[assignment]
+    targets = [
+        _Target(events, events.c.id, ()),
+        _Target(secrets, secrets.c.name, ()),
+        _Target(apps, apps.c.id, ()),
+        _Target(messages, messages.c.id, ()),
+    ]
     return [
         _Target(t.table, t.key, tuple(c for c in SEALED_COLUMNS if c.column.table is t.table))
         for t in targets
@@ -73,6 +82,8 @@ def _targets() -> list[_Target]:
 def _resealed(keyring: Keyring, sealed: SealedColumn, raw: Any) -> Any:
     """Return the stored value sealed under the first key, or None when it already is."""
     aad: bytes = sealed.column.type.aad  # type: ignore[attr-defined]
+    if raw is None:
+        return None  # an optional secret that is not set
     if not sealed.text:
         return keyring.reseal(bytes(raw), aad)
     document = json.loads(raw)
@@ -91,6 +102,8 @@ def _stored(sealed: SealedColumn, value: Any) -> Any:
 
 
 def _unchanged(sealed: SealedColumn, raw: Any) -> Any:
+    if raw is None:
+        return sealed.raw().is_(None)
     return sealed.raw() == (literal(raw, Text()) if sealed.text else literal(raw, LargeBinary()))
 
 
@@ -114,7 +127,8 @@ def rotate(
         with engine.begin() as connection:
             check_and_register(connection, keyring)
     for target in _targets():
-        last: Any = after if target.key.name == "id" else ""
+        by_event_row = target.table is WebhookEvent.__table__
+        last: Any = after if by_event_row else ""
         while True:
             with engine.begin() as connection:
                 rows = connection.execute(
@@ -159,7 +173,7 @@ def rotate(
                         report.resealed -= 1
                         report.changed_meanwhile += 1
                 last = rows[-1][0]
-            if target.key.name == "id":
+            if by_event_row:
                 report.last_event_row = int(last)
             if on_batch is not None:
                 on_batch(report)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, redirect, request
 from pydantic import BaseModel
@@ -24,6 +23,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from models.generations import Generation, GenerationStatus, find_output
+from models.result_documents import GenerationDocument, result_document
 from receiver.bearer import bearer_denied
 from receiver.responses import file_answer, json_error, served_type
 from receiver.results_schema import (
@@ -31,11 +31,8 @@ from receiver.results_schema import (
     FeedEntry,
     FeedPage,
     FeedQuery,
-    GenerationDocument,
-    GenerationError,
     ListPage,
     ListQuery,
-    OutputDocument,
     api,
 )
 from receiver.state import state
@@ -63,38 +60,7 @@ def _authorized() -> Response | None:
 def _document(
     generation: Generation, model: type[GenerationDocument] = GenerationDocument, **extra: Any
 ) -> GenerationDocument:
-    return model(
-        task_id=generation.task_id,
-        model=generation.model,
-        status=generation.status.value,
-        reserved_credits=generation.reserved_credits,
-        final_credits=generation.final_credits,
-        error=(
-            GenerationError(code=generation.error_code, message=generation.error_message)
-            if generation.error_code or generation.error_message
-            else None
-        ),
-        anomaly=generation.anomaly,
-        created_at=generation.rivya_created_at or generation.first_seen_at,
-        submitted_at=generation.submitted_at,
-        finished_at=generation.finished_at,
-        results_stored_at=generation.results_stored_at,
-        updated_at=generation.rivya_updated_at,
-        outputs=[
-            OutputDocument(
-                index=output.index,
-                content_type=output.content_type,
-                size_bytes=output.size_bytes,
-                sha256=output.sha256,
-                filename=download_name(output.task_id, output.index, output.content_type),
-                url=f"/results/{quote(output.task_id, safe='')}/outputs/{output.index}",
-                storage_key=output.storage_key,
-                stored_at=output.stored_at,
-            )
-            for output in generation.outputs
-        ],
-        **extra,
-    )
+    return result_document(generation, download_name, model, **extra)
 
 
 def _json(model: BaseModel) -> Response:

@@ -8,7 +8,6 @@ document.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any, Literal
 
@@ -17,11 +16,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from spectree import SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.models import SecureType
 
-from models.generations import GenerationStatus
+from models.result_documents import GenerationDocument, Status
 
 MAX_POSITION = 2**63 - 1
-Status = Literal["queued", "processing", "succeeded", "failed"]
-assert set(Status.__args__) == {status.value for status in GenerationStatus}  # type: ignore[attr-defined]
 
 
 class ErrorDetail(BaseModel):
@@ -33,38 +30,6 @@ class ErrorBody(BaseModel):
     """Every error answer of this API."""
 
     error: ErrorDetail
-
-
-class GenerationError(BaseModel):
-    code: str | None
-    message: str | None
-
-
-class OutputDocument(BaseModel):
-    index: int = Field(description="Position in Rivya's result URLs, from 0.")
-    content_type: str | None
-    size_bytes: int
-    sha256: str = Field(description="Hex sha256 of the bytes; also the file's ETag.")
-    filename: str = Field(description="The name the file endpoint offers.")
-    url: str = Field(description="Path of the file endpoint for this output.")
-    storage_key: str = Field(description="Key under STORAGE_URL.")
-    stored_at: dt.datetime
-
-
-class GenerationDocument(BaseModel):
-    task_id: str
-    model: str | None
-    status: Status
-    reserved_credits: float | None
-    final_credits: float | None
-    error: GenerationError | None
-    anomaly: str | None = Field(description="Set when Rivya's answer made no sense.")
-    created_at: dt.datetime = Field(description="Rivya's creation time, else first seen here.")
-    submitted_at: dt.datetime | None = Field(description="When `rivya-hooks submit` made it.")
-    finished_at: dt.datetime | None = Field(description="When it became succeeded or failed.")
-    results_stored_at: dt.datetime | None = Field(description="When every output was stored.")
-    updated_at: dt.datetime | None = Field(description="Rivya's last update time.")
-    outputs: list[OutputDocument]
 
 
 class FeedEntry(GenerationDocument):

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
+from rivyahooks.commands.apps import apps
 from rivyahooks.commands.events import events, replay, stats
 from rivyahooks.commands.keys import keys
 from rivyahooks.commands.relay import relay
@@ -127,12 +128,12 @@ def demo(generations: int, keep_running: bool) -> None:
 )
 @click.option("--no-migrate", is_flag=True, help="Skip the release step (migrations).")
 def serve(data_dir: Path, roles: str, stop_timeout: float, no_migrate: bool) -> None:
-    """Migrate, then run web, relay, worker and beat as one process tree until SIGTERM.
+    """Migrate, then run web, relay, worker, outbound and beat as one process tree until SIGTERM.
 
     Without DATABASE_URL and BROKER_URL: SQLite database and broker under --data-dir.
     A role that dies is restarted; one that dies 5 times in a minute stops everything
-    (exit 1). SIGTERM or Ctrl-C stops web first, then relay, worker, beat (exit 0); a second
-    one kills at once.
+    (exit 1). SIGTERM or Ctrl-C stops web first, then relay, worker, outbound, beat (exit 0);
+    a second one kills at once.
     """
     from rivyahooks.serve import ServeOptions
     from rivyahooks.serve import serve as run
@@ -166,6 +167,7 @@ def simulate(ctx: click.Context) -> None:
 
 
 for command in (
+    apps,
     events,
     replay,
     stats,

@@ -1,10 +1,10 @@
-"""`rivya-hooks serve`: migrate, then run web, relay, worker and beat as one process tree.
+"""`rivya-hooks serve`: migrate, then run every service role as one process tree.
 
 Each role is started with its Procfile line (rivyahooks/roles.py), through bash, as a
 platform starts it; the one supervisor restarts a role that dies (with backoff), stops the
 whole tree when one keeps dying, and on SIGTERM or SIGINT stops web first (no new delivery
-is taken), then the relay, the worker (running tasks finish: Celery's warm shutdown) and
-beat. A second signal kills everything at once.
+is taken), then the relay, the worker and outbound (running tasks finish: Celery's warm
+shutdown) and beat. A second signal kills everything at once.
 
 Without DATABASE_URL and BROKER_URL the service runs on its embedded defaults: a SQLite
 database and a SQLite broker under the data directory, result files under it too unless
@@ -83,7 +83,8 @@ def check_settings(settings: Settings, roles: Sequence[str]) -> None:
         from receiver.app import check_settings as check_web
 
         check_web(settings)
-    if "worker" in roles or "beat" in roles:
+    # Celery's entry point (tasks/worker.py) refuses to start any of these without it.
+    if {"worker", "outbound", "beat"} & set(roles):
         settings.require_api_key()
 
 
@@ -160,7 +161,8 @@ def serve(options: ServeOptions, environ: Mapping[str, str] | None = None) -> in
     finally:
         if supervisor.children:
             why = signals.received or "a role keeps dying"
-            lines.say(SELF, "info", f"{why}: stopping web, relay, worker, beat in that order")
+            order = ", ".join(SERVICE_ROLES)
+            lines.say(SELF, "info", f"{why}: stopping {order} in that order")
             supervisor.stop_all(order=SERVICE_ROLES)
             if signals.forced:
                 lines.say(SELF, "warning", "stopped at once: running tasks were cut short")

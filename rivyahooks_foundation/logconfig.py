@@ -57,8 +57,8 @@ def _plain_logger_name(_logger: Any, _name: str, event: EventDict) -> EventDict:
     return event
 
 
-# Which Procfile role this process is; Celery's entry serves both worker and beat and learns
-# which one only once it starts (set_log_role).
+# Which Procfile role this process is; Celery's entry serves worker, outbound and beat and
+# learns which one only once it starts (set_log_role).
 _role = "cli"
 
 

@@ -648,7 +648,7 @@ class Settings:
     metrics_address: str = setting(
         "METRICS_ADDRESS",
         "127.0.0.1",
-        "address the worker's, relay's and beat's metrics servers listen on "
+        "address the worker's, outbound's, relay's and beat's metrics servers listen on "
         "(`0.0.0.0` in containers)",
         text,
     )
@@ -656,6 +656,13 @@ class Settings:
         "WORKER_METRICS_PORT",
         9101,
         "port of the worker's `/metrics`; `0`: not served",
+        port,
+    )
+    # A port of its own: the outbound role is a second Celery worker, often on the same host.
+    outbound_metrics_port: int = setting(
+        "OUTBOUND_METRICS_PORT",
+        9104,
+        "port of the outbound role's `/metrics` (its deliveries' tasks); `0`: not served",
         port,
     )
     relay_metrics_port: int = setting(
@@ -680,7 +687,7 @@ class Settings:
     metrics_dir: str = setting(
         "METRICS_DIR",
         "",
-        "where each web, worker and beat start makes its own directory of metric files "
+        "where each web, worker, outbound and beat start makes its own directory of metric files "
         "(none: the system's temporary directory)",
         text,
     )
@@ -690,7 +697,8 @@ class Settings:
         "RETENTION_EVENTS_DAYS",
         30,
         "finished events older than this lose their body and row (an id-only tombstone "
-        "stays), and the console's delivery counts of that age go; `0`: kept forever",
+        "stays), and the console's delivery counts and the outbound messages whose "
+        "deliveries all finished of that age go; `0`: kept forever",
         whole(0),
     )
     retention_results_days: int = setting(
@@ -701,6 +709,45 @@ class Settings:
     )
     retention_interval_seconds: int = setting(
         "RETENTION_INTERVAL_SECONDS", 3600, "how often beat runs the purge", whole(60)
+    )
+    # Outbound webhooks (`rivya-hooks apps`): what pushing results to apps may do.
+    outbound_allowed_hosts: tuple[str, ...] = setting(
+        "OUTBOUND_ALLOWED_HOSTS",
+        (),
+        "app endpoint hosts allowed despite a private address or plain http",
+        host_list,
+    )
+    outbound_timeout_seconds: int = setting(
+        "OUTBOUND_TIMEOUT_SECONDS",
+        15,
+        "an app endpoint must answer 2xx within this; later is a failed attempt",
+        whole(1),
+    )
+    # Each message in flight to a slow endpoint holds a sending thread for up to the timeout.
+    outbound_max_in_flight: int = setting(
+        "OUTBOUND_MAX_IN_FLIGHT",
+        2,
+        "messages in flight to one app endpoint at once",
+        whole(1),
+    )
+    outbound_secret_grace_hours: int = setting(
+        "OUTBOUND_SECRET_GRACE_HOURS",
+        24,
+        "after `apps rotate-secret`, the old secret signs beside the new one this long",
+        whole(0),
+    )
+    outbound_disable_after_hours: int = setting(
+        "OUTBOUND_DISABLE_AFTER_HOURS",
+        120,
+        "an app endpoint failing every attempt this long is disabled",
+        whole(1),
+    )
+    public_base_url: str = setting(
+        "PUBLIC_BASE_URL",
+        "",
+        "the URL apps reach this service at (`https://hooks.example.com`): output links in "
+        "pushed messages start with it; unset: they are paths",
+        http_url,
     )
     # The standard OpenTelemetry variable; the exporter reads the other OTEL_* ones itself.
     otel_exporter_otlp_endpoint: str = setting(

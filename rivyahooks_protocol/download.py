@@ -221,15 +221,22 @@ def download_result(
 
 
 def pinned_request(
-    client: httpx.Client, url: str, address: str | None, timeout_seconds: float
+    client: httpx.Client,
+    url: str,
+    address: str | None,
+    timeout_seconds: float,
+    *,
+    method: str = "GET",
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Request:
-    """Build the GET of `url`, sent to `address` (if given) in place of resolving its host.
+    """Build the request of `url`, sent to `address` (if given) in place of resolving its host.
 
     The URL's host stays what the server sees (Host) and what TLS names and verifies (SNI):
     only where the connection goes changes.
     """
     # identity: Content-Length then counts the bytes we store, and no decompression bomb.
-    headers = {"Accept-Encoding": "identity"}
+    headers = {"Accept-Encoding": "identity", **(headers or {})}
     extensions: dict[str, Any] = {}
     try:
         target = httpx.URL(url)
@@ -238,7 +245,12 @@ def pinned_request(
             extensions["sni_hostname"] = target.raw_host.decode("ascii")
             target = target.copy_with(host=address)
         request = client.build_request(
-            "GET", target, headers=headers, timeout=timeout_seconds, extensions=extensions
+            method,
+            target,
+            headers=headers,
+            content=content,
+            timeout=timeout_seconds,
+            extensions=extensions,
         )
     except httpx.InvalidURL as exc:
         # urlsplit (check_url) is laxer than httpx: a URL only httpx refuses is still unusable.

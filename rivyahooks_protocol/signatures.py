@@ -1,4 +1,4 @@
-"""Webhook signature schemes, both directions: sign (the simulator) and verify (the receiver).
+"""Webhook signature schemes, both ways: sign (the simulator, our messages to apps) and verify.
 
 Verification never parses the body; it works on the raw bytes and a header mapping, and it
 fails closed with a typed error whose `code` is safe to show to the sender. Header values are
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from rivyahooks_protocol import contract
 
@@ -103,17 +103,27 @@ def sign(
     *,
     webhook_id: str,
     timestamp: int | None = None,
+    private_keys: Sequence[bytes] = (),
 ) -> dict[str, str]:
-    """Return the headers that sign `body` under `scheme`, one entry per secret."""
+    """Return the headers that sign `body` under `scheme`, one entry per secret.
+
+    `private_keys` (32-byte ed25519 seeds, Standard Webhooks only) add one `v1a,` entry each.
+    """
     ts = int(time.time()) if timestamp is None else timestamp
     if scheme == contract.SCHEME_STANDARD:
+        signed = (webhook_id.encode(), str(ts).encode(), body)
         entries = [
             contract.STANDARD_SIGNATURE_VERSION
             + ","
-            + base64.b64encode(
-                _hmac_sha256(_secret_key_standard(s), webhook_id.encode(), str(ts).encode(), body)
-            ).decode()
+            + base64.b64encode(_hmac_sha256(_secret_key_standard(s), *signed)).decode()
             for s in secrets
+        ] + [
+            contract.STANDARD_ASYMMETRIC_VERSION
+            + ","
+            + base64.b64encode(
+                Ed25519PrivateKey.from_private_bytes(seed).sign(b".".join(signed))
+            ).decode()
+            for seed in private_keys
         ]
         return {
             contract.STANDARD_ID_HEADER: webhook_id,
@@ -127,6 +137,8 @@ def sign(
             + _hmac_sha256(_secret_key_timestamped(s), str(ts).encode(), body).hex()
             for s in secrets
         ]
+        if private_keys:
+            raise ValueError("ed25519 keys sign only under the standard scheme")
         return {contract.TIMESTAMPED_SIGNATURE_HEADER: ",".join(parts)}
     raise ValueError(f"unknown signature scheme {scheme!r}")
 

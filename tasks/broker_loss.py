@@ -18,9 +18,11 @@ from typing import Any
 
 import redis
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.events import EventStatus, WebhookEvent, move
+from models.outbound import take_back_lost
 from rivyahooks_foundation.metrics.relay import BROKER_LOSSES
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,8 @@ class BrokerWatch:
                     )
                 ).rowcount
             )
+            # Outbound deliveries the lost broker held: pending again, due now.
+            moved += take_back_lost(Session(bind=connection), lost_before, lost_before)
         # Set only once the events are back in the outbox: a crash in between finds the key
         # still missing and moves them next time.
         self._client.set(SENTINEL_KEY, lost_before.isoformat())

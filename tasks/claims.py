@@ -28,6 +28,7 @@ from models.events import (
     finish_attempt,
     move,
 )
+from models.generations import record_change
 from models.inbox import wake_relay
 from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.metrics.worker import EVENTS_FINISHED
@@ -190,6 +191,8 @@ def _not_claimed(session: Session, runtime: Runtime, event_id: str, now: dt.date
     ).rowcount  # type: ignore[attr-defined]
     if gave_up:
         session.execute(finish_attempt(event_id, AttemptOutcome.EXPIRED, _EXPIRED_ERROR, now))
+        if event.task_id is not None:
+            record_change(session, event.task_id)
         log.error("event %s dead: %s", event_id, reason)
         EVENTS_FINISHED.labels(EventStatus.DEAD.value).inc()
 
@@ -206,6 +209,7 @@ class LapsedClaim:
     claim_token: str | None
     attempts: int
     lease_expires_at: dt.datetime
+    task_id: str | None = None
 
 
 def expire_lapsed_leases(runtime: Runtime) -> int:
@@ -213,14 +217,15 @@ def expire_lapsed_leases(runtime: Runtime) -> int:
     with runtime.sessions() as session:
         now = database_now(session)
         lapsed = [
-            LapsedClaim(pk, event_id, token, attempts, lease)
-            for pk, event_id, token, attempts, lease in session.execute(
+            LapsedClaim(pk, event_id, token, attempts, lease, task_id)
+            for pk, event_id, token, attempts, lease, task_id in session.execute(
                 select(
                     WebhookEvent.id,
                     WebhookEvent.event_id,
                     WebhookEvent.claim_token,
                     WebhookEvent.attempts,
                     WebhookEvent.lease_expires_at,
+                    WebhookEvent.task_id,
                 )
                 .where(
                     WebhookEvent.status == EventStatus.PROCESSING,
@@ -277,6 +282,8 @@ def expire_lease(runtime: Runtime, claim: LapsedClaim) -> bool:
         ).rowcount  # type: ignore[attr-defined]
         if not changed:
             return False
+        if target is EventStatus.DEAD and claim.task_id is not None:
+            record_change(session, claim.task_id)
         session.execute(
             finish_attempt(
                 claim.event_id,

@@ -4,6 +4,9 @@ At most once per METRICS_DATABASE_INTERVAL_SECONDS, on the scrape that finds the
 values too old; other scrapes get the stored values. Every query reads an index: statuses
 that stay small (unfinished, dead, quarantined) are counted, never the whole table; finished
 events are counted by the worker's rivyahooks_events_finished_total instead.
+
+Outbound webhooks' gauges are per app, by name: every registered app has a sample, so one
+removed is gone from the next computation rather than kept at its last value.
 """
 
 from __future__ import annotations
@@ -20,14 +23,24 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.apps import App
 from models.base import utcnow
+from models.clock import database_now
 from models.events import UNFINISHED_STATUSES, EventStatus, WebhookEvent
 from models.inbox import count_watched
+from models.outbound import backlog_by_app, oldest_due_by_app
 from models.reconcile import ReconcileState
 from rivyahooks_foundation.metrics.families import PREFIX
 from tasks.reconcile import STATE_NAME
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboundSnapshot:
+    backlog: dict[str, int]  # by app name: deliveries not yet delivered nor given up
+    overdue_seconds: dict[str, float]  # by app name: how long its oldest due one has waited
+    apps_disabled: int
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,26 @@ class Snapshot:
     oldest_unfinished_age_seconds: float
     reconcile_last_run: float | None
     reconcile_checkpoint: float | None
+    outbound: OutboundSnapshot
+
+
+def take_outbound_snapshot(session: Session) -> OutboundSnapshot:
+    now = database_now(session)  # due times are the database's
+    # Columns only: an app's row holds sealed secrets, not to be opened for a gauge.
+    apps = session.execute(select(App.id, App.name, App.enabled)).all()
+    backlog = backlog_by_app(session)
+    oldest_due = oldest_due_by_app(session, now)
+    return OutboundSnapshot(
+        backlog={app.name: backlog.get(app.id, 0) for app in apps},
+        # A disabled app's held deliveries wait for an operator, not for the relay.
+        overdue_seconds={
+            app.name: (now - oldest_due[app.id]).total_seconds()
+            if app.enabled and app.id in oldest_due
+            else 0.0
+            for app in apps
+        },
+        apps_disabled=sum(1 for app in apps if not app.enabled),
+    )
 
 
 def take_snapshot(session: Session) -> Snapshot:
@@ -55,6 +88,7 @@ def take_snapshot(session: Session) -> Snapshot:
         oldest_unfinished_age_seconds=0.0 if oldest is None else (now - oldest).total_seconds(),
         reconcile_last_run=_unix(state.last_run_at) if state else None,
         reconcile_checkpoint=_unix(state.checkpoint) if state else None,
+        outbound=take_outbound_snapshot(session),
     )
 
 
@@ -111,8 +145,33 @@ class DatabaseGauges(Collector):
                 yield GaugeMetricFamily(
                     f"{PREFIX}_{name}_timestamp_seconds", f"Unix time {text}.", value=value
                 )
+        yield from _outbound_families(snap.outbound)
         yield GaugeMetricFamily(
             f"{PREFIX}_database_gauges_timestamp_seconds",
             "Unix time the database gauges were computed.",
             value=snap.taken_at,
         )
+
+
+def _outbound_families(snap: OutboundSnapshot) -> Iterator[GaugeMetricFamily]:
+    backlog = GaugeMetricFamily(
+        f"{PREFIX}_outbound_backlog",
+        "Messages not yet delivered nor given up, by app.",
+        labels=["app"],
+    )
+    for name, count in snap.backlog.items():
+        backlog.add_metric([name], count)
+    yield backlog
+    overdue = GaugeMetricFamily(
+        f"{PREFIX}_outbound_oldest_overdue_seconds",
+        "How long an enabled app's oldest due message has waited to be sent (0 when none).",
+        labels=["app"],
+    )
+    for name, seconds in snap.overdue_seconds.items():
+        overdue.add_metric([name], seconds)
+    yield overdue
+    yield GaugeMetricFamily(
+        f"{PREFIX}_outbound_apps_disabled_now",
+        "Apps disabled right now (by an operator or by their failures).",
+        value=snap.apps_disabled,
+    )

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from contextlib import ExitStack
 from typing import Any
 
-from celery import Celery
+from celery import Celery, concurrency
 from celery.apps import worker as celery_worker_app
+from celery.concurrency import prefork
 from celery.signals import (
     beat_init,
     setup_logging,
@@ -47,10 +49,18 @@ def connect(app: Celery) -> None:
         # Each prefork child exports its own spans (the exporter's thread does not fork).
         configure_tracing("worker", app.runtime.settings.otel_exporter_otlp_endpoint)
 
-    def on_worker_init(**_: Any) -> None:
-        set_log_role("worker")
+    def on_worker_init(sender: Any = None, **_: Any) -> None:
+        # The worker and outbound roles are the same entry point; the queues tell them apart.
+        role = worker_role(sender.app.amqp.queues.consume_from)
+        set_log_role(role)
         settings = app.runtime.settings
-        serve("worker", settings.metrics_address, settings.worker_metrics_port)
+        if not _forks(sender.pool_cls):
+            # Tasks run in this very process (a solo or thread pool): no child starts to do it.
+            configure_tracing(role, settings.otel_exporter_otlp_endpoint)
+        port = (
+            settings.outbound_metrics_port if role == "outbound" else settings.worker_metrics_port
+        )
+        serve(role, settings.metrics_address, port)
 
     def on_beat_init(**_: Any) -> None:
         set_log_role("beat")
@@ -70,6 +80,16 @@ def connect(app: Celery) -> None:
     task_prerun.connect(_before_task, weak=False)
     task_postrun.connect(_after_task, weak=False)
     celery_worker_app.safe_say = _say_as_log_line
+
+
+def worker_role(queues: Iterable[str]) -> str:
+    """Return the role of a Celery worker consuming `queues`: outbound if only its queue."""
+    return "outbound" if set(queues) == {names.OUTBOUND_QUEUE} else "worker"
+
+
+def _forks(pool: Any) -> bool:
+    """Return whether the worker's pool (`--pool`: a name or a class) runs tasks in children."""
+    return issubclass(concurrency.get_implementation(pool), prefork.TaskPool)
 
 
 def _say_as_log_line(message: str, _stream: Any = None) -> None:

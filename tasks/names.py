@@ -10,3 +10,7 @@ PROCESS_EVENT: Final = "events.process"
 SWEEP_EVENTS: Final = "events.sweep"
 RECONCILE: Final = "reconcile.run"
 PURGE: Final = "retention.purge"
+DELIVER_OUTBOUND: Final = "outbound.deliver"
+# The queue outbound deliveries go to: only the `outbound` role consumes it, so a slow app
+# endpoint never holds a slot of the worker that processes Rivya's events.
+OUTBOUND_QUEUE: Final = "outbound"

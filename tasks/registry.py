@@ -12,10 +12,13 @@ import datetime as dt
 import logging
 
 from celery import Task, shared_task
+from sqlalchemy.exc import SQLAlchemyError
 
+from models.transient import is_transient
 from rivyahooks_protocol.backoff import backoff_seconds
 from storage import open_storage
 from tasks import names
+from tasks.outbound_delivery import deliver
 from tasks.outcomes import DatabaseUnavailable
 from tasks.processing import process_event
 from tasks.reconcile import ReconcileBusy, reconcile
@@ -112,3 +115,36 @@ def run_purge(self: Task) -> None:
         events_older_than=events,
         results_older_than=results,
     )
+
+
+# Idempotent: the delivery's compare-and-set claim refuses a second copy, and an app
+# deduplicates by the message id in any case. Not acks_late: a worker lost mid-POST leaves
+# the delivery `sending`, and its lapsed lease makes it due again.
+@shared_task(
+    bind=True,
+    name=names.DELIVER_OUTBOUND,
+    ignore_result=True,
+    acks_late=False,
+    max_retries=DATABASE_RETRIES,
+)
+def deliver_outbound(self: Task, delivery_id: int) -> None:
+    """POST one message to one app endpoint and record the attempt."""
+    try:
+        deliver(self.app.runtime, delivery_id)
+    except SQLAlchemyError as exc:
+        if not is_transient(exc):
+            raise
+        # Before the claim: the delivery is still enqueued, try again soon. After the POST:
+        # the claim refuses the retry, and the lapsed lease makes the delivery due again.
+        delay = backoff_seconds(
+            self.request.retries + 1,
+            base_seconds=DATABASE_RETRY_BASE_SECONDS,
+            max_seconds=DATABASE_RETRY_MAX_SECONDS,
+        )
+        log.warning(
+            "outbound delivery %s: database unavailable (%s); retry in %.1f s",
+            delivery_id,
+            type(exc).__name__,
+            delay,
+        )
+        raise self.retry(exc=exc, countdown=delay) from exc

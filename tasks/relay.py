@@ -41,7 +41,8 @@ from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.metrics.relay import RELAY_LAG, RELAY_PUBLISHED
 from rivyahooks_foundation.settings import Settings
 from tasks.broker_loss import watch_for
-from tasks.publisher import Publisher
+from tasks.outbound_relay import OutboundRelay
+from tasks.publisher import BrokerUnavailable, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,6 @@ WAIT_SLICE_SECONDS = 0.25
 # How long a notification the relay sent itself may take to come back before it concludes
 # that LISTEN does not work through DATABASE_URL. Milliseconds on a direct connection.
 LISTEN_CHECK_SECONDS = 3.0
-
-
-class BrokerUnavailable(Exception):
-    """The broker refused or did not take a batch; its rows stay due in the database."""
 
 
 class ListenUnsupported(Exception):
@@ -139,9 +136,13 @@ class Relay:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = make_engine(
-            settings.database_url, transaction_pooling=settings.transaction_pooling
+            settings.database_url,
+            transaction_pooling=settings.transaction_pooling,
+            # Outbound messages are sealed when they are made, here.
+            data_keys=settings.data_encryption_keys,
         )
         self.publisher = Publisher(settings)
+        self.outbound = OutboundRelay(settings, self.publisher)
         self.broker_watch = watch_for(settings.broker_url)
         postgres = self.engine.dialect.name == "postgresql"
         # Why the relay does not LISTEN (None: it does); said in its first line.
@@ -195,6 +196,7 @@ class Relay:
                     if self.broker_watch is not None:
                         self.broker_watch.check(self.engine)
                     count = self.publish_due()
+                    count += self.outbound.step(self.engine)
                 except BrokerUnavailable as exc:
                     self.refused += 1
                     self._down("broker", exc.__cause__ or exc, "check BROKER_URL and the broker")
@@ -302,7 +304,11 @@ class Relay:
         self.not_listening = "no notification came back through DATABASE_URL"
         # Whatever loses LISTEN loses prepared statements too: an engine that prepares none.
         self.engine.dispose()
-        self.engine = make_engine(self.settings.database_url, transaction_pooling=True)
+        self.engine = make_engine(
+            self.settings.database_url,
+            transaction_pooling=True,
+            data_keys=self.settings.data_encryption_keys,
+        )
         log.warning(
             "relay: LISTEN gets no notifications through DATABASE_URL within %.0f s (a pooler in "
             "transaction mode, such as PgBouncer?); polling every %.2f s without LISTEN from "

@@ -1,5 +1,8 @@
 """Retention: forget finished events (leaving a tombstone) and, if asked, old results.
 
+Outbound messages go at the events' age once every delivery of them finished
+(tasks/outbound_retention.py).
+
 Only `processed` and `ignored` events go: an unfinished, `dead` or `quarantined` one stays
 whatever its age, since an operator still has to see it. A purged event's key stays in
 event_keys, marked purged (a tombstone): every store inserts the key first, so a late
@@ -37,6 +40,7 @@ from models.generations import Generation, GenerationOutput, GenerationStatus
 from rivyahooks_foundation.metrics.worker import PURGED
 from rivyahooks_protocol import contract
 from storage import Storage
+from tasks.outbound_retention import purge_messages
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,10 @@ class PurgeSummary:
     events_purged: int = 0
     tombstones_before: str | None = None  # the cutoff, ISO-8601
     tombstones_expired: int = 0
+    outbound_before: str | None = None  # the cutoff, ISO-8601
+    outbound_messages_purged: int = 0
+    outbound_deliveries_purged: int = 0
+    outbound_attempts_purged: int = 0
     results_before: str | None = None
     generations_purged: int = 0
     files_removed: int = 0
@@ -169,6 +177,25 @@ def expire_tombstones(
             return
 
 
+def purge_outbound(
+    sessions: sessionmaker[Session],
+    older_than: dt.timedelta,
+    summary: PurgeSummary,
+    *,
+    batch: int = BATCH,
+    say: Progress | None = None,
+) -> None:
+    """Delete outbound messages made before the cutoff whose deliveries all finished."""
+    cutoff = _database_now(sessions) - older_than
+    summary.outbound_before = cutoff.isoformat()
+    purged = purge_messages(sessions, cutoff, dry_run=summary.dry_run, batch=batch, say=say)
+    summary.outbound_messages_purged = purged.messages
+    summary.outbound_deliveries_purged = purged.deliveries
+    summary.outbound_attempts_purged = purged.attempts
+    if not summary.dry_run:
+        PURGED.labels("outbound_messages").inc(purged.messages)
+
+
 def purge_results(
     sessions: sessionmaker[Session],
     storage: Storage,
@@ -246,6 +273,7 @@ def purge(
     if events_older_than is not None:
         purge_events(sessions, events_older_than, summary, batch=batch, say=say)
         expire_tombstones(sessions, summary, batch=batch, say=say)
+        purge_outbound(sessions, events_older_than, summary, batch=batch, say=say)
         if not dry_run:
             # The console's per-minute delivery counts: one row per minute and outcome,
             # kept as long as the events they counted.

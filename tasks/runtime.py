@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 
 import httpx
@@ -88,36 +89,60 @@ class Runtime:
         self._sessions: sessionmaker[Session] | None = None
         self._rivya: RivyaClient | None = None
         self._downloads: httpx.Client | None = None
+        self._outbound: httpx.Client | None = None
+        # The outbound role runs its tasks on threads: the first ones start together, and each
+        # must not build an engine or client of its own that the next one then drops unclosed.
+        self._building = threading.RLock()
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(
-                self.settings.database_url,
-                transaction_pooling=self.settings.transaction_pooling,
-                data_keys=self.settings.data_encryption_keys,
-            )
+            with self._building:
+                if self._engine is None:
+                    self._engine = make_engine(
+                        self.settings.database_url,
+                        transaction_pooling=self.settings.transaction_pooling,
+                        data_keys=self.settings.data_encryption_keys,
+                    )
         return self._engine
 
     @property
     def sessions(self) -> sessionmaker[Session]:
         if self._sessions is None:
-            self._sessions = make_session_factory(self.engine)
+            with self._building:
+                if self._sessions is None:
+                    self._sessions = make_session_factory(self.engine)
         return self._sessions
 
     @property
     def rivya(self) -> RivyaClient:
         """Return this process's Rivya API client (kept: its connections are reused)."""
         if self._rivya is None:
-            self._rivya = rivya_client(self.settings)
+            with self._building:
+                if self._rivya is None:
+                    self._rivya = rivya_client(self.settings)
         return self._rivya
 
     @property
     def downloads(self) -> httpx.Client:
         """Return this process's client for result URLs (it never carries the API key)."""
         if self._downloads is None:
-            self._downloads = download_client(self.settings)
+            with self._building:
+                if self._downloads is None:
+                    self._downloads = download_client(self.settings)
         return self._downloads
+
+    @property
+    def outbound(self) -> httpx.Client:
+        """Return this process's client for app endpoints (no redirects, shared by threads)."""
+        if self._outbound is None:
+            with self._building:
+                if self._outbound is None:
+                    self._outbound = httpx.Client(
+                        follow_redirects=False,
+                        timeout=httpx.Timeout(self.settings.outbound_timeout_seconds),
+                    )
+        return self._outbound
 
     @property
     def storage(self) -> Storage:
@@ -131,18 +156,22 @@ class Runtime:
 
     def after_fork(self) -> None:
         """Forget the parent's pool (close=False: its sockets belong to the parent)."""
+        # A lock is copied in whatever state the fork found it.
+        self._building = threading.RLock()
         if self._engine is not None:
             self._engine.dispose(close=False)
         # Inherited HTTP clients would share the parent's sockets: drop, never close, them.
         self._rivya = None
         self._downloads = None
+        self._outbound = None
 
     def close(self) -> None:
-        for client in (self._rivya, self._downloads):
+        for client in (self._rivya, self._downloads, self._outbound):
             if client is not None:
                 client.close()
         self._rivya = None
         self._downloads = None
+        self._outbound = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from models.clock import database_now
 from models.events import EventStatus, WebhookEvent, move
 from models.inbox import wake_relay
+from models.outbound import take_back_lost
 from rivyahooks_foundation.faultpoints import reach
 from storage import remove_abandoned_uploads
 from tasks.claims import expire_lapsed_leases
@@ -39,6 +40,9 @@ def sweep(runtime: Runtime) -> SweepResult:
     """Recover what was lost; return how many events each rule moved."""
     expired = expire_lapsed_leases(runtime)
     lost = _republish_lost(runtime)
+    outbound = _take_back_outbound(runtime)
+    if outbound:
+        log.info("sweep: %d outbound deliveries lost or lapsed, due again", outbound)
     if expired or lost:
         log.info("sweep: %d lease(s) expired, %d lost message(s) republished", expired, lost)
     # Partial files and uploads of killed workers.
@@ -69,3 +73,11 @@ def _republish_lost(runtime: Runtime) -> int:
     if moved:
         reach("sweeper.moved")
     return moved
+
+
+def _take_back_outbound(runtime: Runtime) -> int:
+    """Make due again the deliveries a lost broker or a vanished sending worker left behind."""
+    with runtime.sessions.begin() as session:
+        now = database_now(session)
+        cutoff = now - dt.timedelta(seconds=runtime.settings.task_visibility_timeout_seconds)
+        return take_back_lost(session, now, cutoff)

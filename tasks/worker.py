@@ -1,6 +1,7 @@
-"""Entry point of the worker and beat processes (see the Procfile).
+"""Entry point of the worker, outbound and beat processes (see the Procfile).
 
 celery -A tasks.worker worker
+celery -A tasks.worker worker -Q outbound --pool threads
 celery -A tasks.worker beat
 
 A setting these processes cannot run with stops them here, before celery starts: one error

@@ -1,4 +1,4 @@
-"""The operator console at /console/: overview, events, replay, generations.
+"""The operator console at /console/: overview, events, replay, generations, apps.
 
 Registered only when CONSOLE_ADMIN_TOKEN or CONSOLE_READONLY_TOKEN is set; otherwise every
 path under /console answers the app's plain 404, the same as a path that never existed.
@@ -14,6 +14,8 @@ from flask_wtf.csrf import CSRFProtect
 # Each module imported here adds its routes, hooks or template filters to the blueprint, which
 # must be complete before it is registered; none of them imports this package's own names.
 from receiver.console import (  # noqa: F401
+    app_actions,
+    apps,
     dead_events,
     error_page,
     events,

@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from models.apps import App
 from models.delivery_counts import DeliveryCount, DeliveryOutcome, minute_of
 from models.events import UNFINISHED_STATUSES, EventSource, EventStatus, WebhookEvent
 from models.inbox import count_watched, oldest_unfinished_event
+from models.outbound import backlog_by_app
 from models.reconcile import ReconcileState
 
 RECENT = dt.timedelta(hours=24)
@@ -52,6 +54,10 @@ class Overview:
     reconcile_runs: list[ReconcileState]
     secrets: list[SecretUse]
     rates: list[Rate] = field(default_factory=list)
+    apps: int = 0
+    apps_disabled: int = 0
+    # Outbound messages not yet delivered nor given up, over every app.
+    outbound_backlog: int = 0
 
     @property
     def backlog(self) -> int:
@@ -112,7 +118,20 @@ def overview(session: Session, now: dt.datetime, configured: tuple[str, ...]) ->
         reconcile_runs=list(session.scalars(select(ReconcileState).order_by(ReconcileState.name))),
         secrets=secrets,
         rates=rates(session, now),
+        **apps_figures(session),
     )
+
+
+def apps_figures(session: Session) -> dict[str, int]:
+    """Return how many apps there are, how many are disabled, and their backlog in all."""
+    total, disabled = session.execute(
+        select(func.count(), func.count().filter(App.enabled.is_(False))).select_from(App)
+    ).one()
+    return {
+        "apps": int(total),
+        "apps_disabled": int(disabled),
+        "outbound_backlog": sum(backlog_by_app(session).values()),
+    }
 
 
 def rates(session: Session, now: dt.datetime) -> list[Rate]:

@@ -7,6 +7,7 @@ never silently ignored.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from flask import abort, request
 
@@ -18,9 +19,10 @@ PAGE_SIZE = 50
 FILTER_KEYS = ("status", "type", "source", "task", "since", "until")
 
 
-def time_arg(name: str) -> dt.datetime | None:
-    """Return the query's time `name` (UTC unless it says otherwise), or None if absent."""
-    value = request.args.get(name, "").strip()
+def time_arg(name: str, values: Mapping[str, str] | None = None) -> dt.datetime | None:
+    """Return the time `name` of the query, or of `values` (a form), UTC unless it says
+    otherwise; None if absent."""
+    value = (request.args if values is None else values).get(name, "").strip()
     if not value:
         return None
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import select
@@ -15,6 +15,9 @@ from models.inbox import oldest_unfinished_event
 from models.replay import apply_replay, plan_replay
 from rivyahooks.commands.wiring import open_database
 from rivyahooks.output import Context, echo_json, fail, parse_since, pass_context, table
+
+if TYPE_CHECKING:
+    from models.audit import AuditReport
 
 STATUS = click.Choice([s.value for s in EventStatus])
 # Larger lists belong in SQL or `--json` pages, not one terminal screen.
@@ -209,26 +212,35 @@ def show_event(ctx: Context, event_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def audit_events(ctx: Context, as_json: bool) -> None:
-    """Check that no event is stranded or parked; exit 1 naming every one that is, and why.
+    """Check that no event or outbound delivery is stranded or parked; exit 1 naming each.
 
     Every event must be terminal, or scheduled: due for the relay, on the broker within the
     visibility window, or held by a worker whose lease is live. A scheduled event is parked
     when nothing will act on it within two minutes while the database and broker answer: a
     lease far ahead, a due time long past, or a message the broker lost.
+
+    Every outbound delivery must be delivered, given up with its reason, or scheduled: due
+    for the relay, on the broker within the visibility window, or sending under a lease the
+    next sweep takes back once it lapses. A due one the relay could publish but has not for
+    two minutes is parked.
     """
     from models.audit import audit
     from models.clock import database_now
     from tasks.backlog import broker_messages
 
-    sessions = open_database(ctx.settings)
-    messages = broker_messages(ctx.settings)
+    settings = ctx.settings
+    sessions = open_database(settings)
+    messages = broker_messages(settings)
     with sessions() as session:
         report = audit(
             session,
             database_now(session),
-            ctx.settings.task_visibility_timeout_seconds,
+            settings.task_visibility_timeout_seconds,
             messages,
+            sweep_seconds=settings.sweep_interval_seconds,
+            outbound_max_in_flight=settings.outbound_max_in_flight,
         )
+    deliveries = report.deliveries
     if as_json:
         echo_json(
             {
@@ -238,32 +250,71 @@ def audit_events(ctx: Context, as_json: bool) -> None:
                 "broker_messages": report.broker_messages,
                 "stranded": [vars(item) for item in report.stranded],
                 "parked": [vars(item) for item in report.parked],
+                "outbound": {
+                    "checked": deliveries.checked,
+                    "open": dict(deliveries.open),
+                    "stranded": [vars(item) for item in deliveries.stranded],
+                    "parked": [vars(item) for item in deliveries.parked],
+                },
             }
         )
     else:
-        waiting = ", ".join(f"{n} {status}" for status, n in sorted(report.unfinished.items()))
-        click.echo(f"unfinished events checked: {report.checked} ({waiting or 'none'})")
-        if report.broker_messages is None:
-            click.echo("broker not read: messages it lost are not looked for")
-        for item in report.stranded:
-            click.echo(f"STRANDED {item.event_id} ({item.status}): {item.why}")
-        for parked in report.parked:
-            click.echo(
-                f"PARKED {parked.event_id} ({parked.status}): {parked.why}; {parked.next_step}"
-            )
-        if report.ok:
-            click.echo("ok: every event is finished or scheduled")
-    if report.stranded:
+        _print_audit(report)
+    stranded = _counted(
+        ("stranded event(s)", len(report.stranded)),
+        ("stranded outbound delivery(ies)", len(deliveries.stranded)),
+    )
+    parked = _counted(
+        ("parked event(s)", len(report.parked)),
+        ("parked outbound delivery(ies)", len(deliveries.parked)),
+    )
+    if stranded:
+        parked_count = len(report.parked) + len(deliveries.parked)
         fail(
-            f"{len(report.stranded)} stranded event(s)"
-            + (f", {len(report.parked)} parked" if report.parked else ""),
+            stranded + (f", {parked_count} parked" if parked_count else ""),
             "check that beat (the sweeper), the relay and the workers run; "
             "`rivya-hooks sweep` takes back lost ones at once",
         )
-    if report.parked:
+    if parked:
         fail(
-            f"{len(report.parked)} parked event(s): nothing acts on them within two minutes",
-            "take each event's next step above",
+            f"{parked}: nothing acts on them within two minutes",
+            "take each one's next step above",
+        )
+
+
+def _counted(*counts: tuple[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in counts if n)
+
+
+def _print_audit(report: AuditReport) -> None:
+    waiting = ", ".join(f"{n} {status}" for status, n in sorted(report.unfinished.items()))
+    click.echo(f"unfinished events checked: {report.checked} ({waiting or 'none'})")
+    if report.broker_messages is None:
+        click.echo("broker not read: messages it lost are not looked for")
+    for item in report.stranded:
+        click.echo(f"STRANDED {item.event_id} ({item.status}): {item.why}")
+    for parked in report.parked:
+        click.echo(f"PARKED {parked.event_id} ({parked.status}): {parked.why}; {parked.next_step}")
+    if not report.stranded and not report.parked:
+        click.echo("ok: every event is finished or scheduled")
+    deliveries = report.deliveries
+    open_ = ", ".join(f"{n} {status}" for status, n in sorted(deliveries.open.items()))
+    click.echo(
+        f"open outbound deliveries checked: {sum(deliveries.open.values())} ({open_ or 'none'})"
+    )
+    for stuck in deliveries.stranded:
+        click.echo(
+            f"STRANDED delivery {stuck.delivery_id} ({stuck.message_id} to {stuck.app}, "
+            f"{stuck.status}): {stuck.why}"
+        )
+    for held in deliveries.parked:
+        click.echo(
+            f"PARKED delivery {held.delivery_id} ({held.message_id} to {held.app}, "
+            f"{held.status}): {held.why}; {held.next_step}"
+        )
+    if deliveries.ok:
+        click.echo(
+            "ok: every outbound delivery is delivered, scheduled, or given up with its reason"
         )
 
 

@@ -1,4 +1,5 @@
-"""`rivya-hooks purge`: forget old finished events (keeping tombstones) and old results."""
+"""`rivya-hooks purge`: forget old finished events (keeping tombstones), old outbound
+messages and old results."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def _setting_age(days: int) -> dt.timedelta | None:
 @click.option(
     "--older-than",
     type=Age(),
-    help="Purge finished events last changed longer ago than this "
-    "[default: RETENTION_EVENTS_DAYS].",
+    help="Purge finished events last changed, and outbound messages every delivery of which "
+    "finished, longer ago than this [default: RETENTION_EVENTS_DAYS].",
 )
 @click.option(
     "--results-older-than",
@@ -64,9 +65,11 @@ def purge(
     as_json: bool,
     batch_size: int,
 ) -> None:
-    """Delete old processed and ignored events, leaving id-only tombstones.
+    """Delete old processed and ignored events, leaving id-only tombstones, and old outbound
+    messages with their deliveries and attempts.
 
-    Unfinished, dead and quarantined events are never purged. A tombstone keeps a late
+    Unfinished, dead and quarantined events are never purged, nor an outbound message with
+    a delivery still open or finished within the age. A tombstone keeps a late
     redelivery of a purged event a duplicate; it goes itself once Rivya can no longer send
     that event again (31 days after the purge). Beat runs the same purge every
     RETENTION_INTERVAL_SECONDS with the RETENTION_* settings.
@@ -100,6 +103,12 @@ def purge(
         click.echo(
             f"{prefix} {summary.tombstones_expired} tombstones of events purged before "
             f"{summary.tombstones_before} (Rivya no longer sends those events again)"
+        )
+        click.echo(
+            f"{prefix} {summary.outbound_messages_purged} outbound messages "
+            f"({summary.outbound_deliveries_purged} deliveries, "
+            f"{summary.outbound_attempts_purged} attempts) made before "
+            f"{summary.outbound_before}, every delivery finished"
         )
     if results is not None:
         click.echo(

@@ -68,6 +68,7 @@ def _settings(sim_port: int) -> Settings:
         log_format="console",
         # No metrics servers: a demo must not depend on free ports beyond its own two.
         worker_metrics_port=0,
+        outbound_metrics_port=0,
         beat_metrics_port=0,
     )
 
@@ -134,7 +135,7 @@ def run_demo(generations: int = 50, keep_running: bool = False) -> int:
         say(f"starting the simulator (drops {DROP_RATIO:.0%}, duplicates {DUPLICATE_RATIO:.0%})")
         simulator = _simulator_command(bin_dir, settings, sim_port, web_port)
         supervisor.start(Spec("simulator", simulator, env=env, log=logs / "simulator.log"))
-        say("starting web (gunicorn), relay, worker and beat with the Procfile's own lines")
+        say("starting web (gunicorn), relay, worker, outbound and beat with the Procfile's lines")
         # The Procfile's commands (kept in the package), run by a shell as a platform runs
         # them, with this environment's executables first on PATH.
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
@@ -179,7 +180,8 @@ def _serve_console(settings: Settings, web_port: int, supervisor: Supervisor) ->
         f"\nconsole:         http://127.0.0.1:{web_port}/console/\n"
         f"admin token:     {settings.console_admin_token}\n"
         f"read-only token: {settings.console_readonly_token}\n"
-        "The web role, relay, worker, beat and simulator keep running; Ctrl-C stops them."
+        "The web role, relay, worker, outbound, beat and simulator keep running; Ctrl-C stops "
+        "them."
     )
     try:
         while True:

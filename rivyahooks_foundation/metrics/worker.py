@@ -52,7 +52,7 @@ GENERATION_ANOMALIES = Counter(
 )
 PURGED = Counter(
     f"{PREFIX}_purged",
-    "Rows removed by retention: kind=events (tombstoned), kind=tombstones (expired) or "
-    "kind=results (files and rows).",
+    "Rows removed by retention: kind=events (tombstoned), kind=tombstones (expired), "
+    "kind=outbound_messages (with their deliveries) or kind=results (files and rows).",
     ["kind"],
 )

@@ -16,6 +16,7 @@ from models.reconcile import ReconcileState
 from tasks.database_gauges import DatabaseGauges
 from tasks.reconcile import STATE_NAME
 from tests.support import services
+from tests.support.outbound import add_app
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
@@ -35,6 +36,7 @@ def test_promtool_passes(arguments: list[str]) -> None:
 
 
 def test_every_metric_the_rules_use_is_one_we_export(sessions: sessionmaker[Session]) -> None:
+    import rivyahooks_foundation.metrics.outbound
     import rivyahooks_foundation.metrics.relay
     import rivyahooks_foundation.metrics.web
     import rivyahooks_foundation.metrics.worker  # noqa: F401  (every role's families, in one registry)
@@ -42,6 +44,8 @@ def test_every_metric_the_rules_use_is_one_we_export(sessions: sessionmaker[Sess
     with sessions.begin() as session:
         # With a reconcile run on record, beat's collector yields every gauge it has.
         session.add(ReconcileState(name=STATE_NAME, last_run_at=utcnow(), checkpoint=utcnow()))
+        # With an app, the per-app gauges have a sample.
+        add_app(session, "shop")
     registry = CollectorRegistry()
     registry.register(DatabaseGauges(sessions, interval_seconds=60))
     exported = {

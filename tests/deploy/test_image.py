@@ -102,6 +102,7 @@ def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
             process_retry_base_seconds=0.2,
             # The host's network: ports of their own, not the defaults other runs may hold.
             worker_metrics_port=free_port(),
+            outbound_metrics_port=free_port(),
             beat_metrics_port=free_port(),
         )
         env = env_file(settings, tmp_path / "env")
@@ -127,7 +128,8 @@ def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
 
         web = f"http://127.0.0.1:{port}"
         eventually(lambda: services.reachable(web), 60, "the web container listening")
-        for role in ("web", "worker"):
+        # outbound is a Celery worker too, pinged under its own node name.
+        for role in ("web", "worker", "outbound"):
             eventually(
                 lambda role=role: (
                     podman("healthcheck", "run", names[role], check=False).returncode == 0
@@ -135,7 +137,11 @@ def test_release_then_every_role_stores_a_signed_delivery_through_the_proxy(
                 90,
                 f"the {role} container's health check",
             )
-        for port_of_role in (settings.worker_metrics_port, settings.beat_metrics_port):
+        for port_of_role in (
+            settings.worker_metrics_port,
+            settings.outbound_metrics_port,
+            settings.beat_metrics_port,
+        ):
             metrics = f"http://127.0.0.1:{port_of_role}/metrics"
             text = eventually(
                 lambda url=metrics: services.reachable(url) and httpx.get(url, timeout=5).text,

@@ -19,12 +19,14 @@ from models.base import utcnow
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation
 from models.inbox import insert_event
+from models.outbound import DeliveryStatus, OutboundDelivery
 from rivyahooks.cli import main
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol import contract
 from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.server import Simulator
 from tests.support.httpserver import serving
+from tests.support.outbound import add_app, add_delivery, add_message
 from tests.support.processes import own_redis_database
 
 
@@ -287,6 +289,60 @@ def test_events_audit_names_every_stranded_event_and_why(  # type: ignore[no-unt
     clean = run("events", "audit")
     assert clean.exit_code == 0, clean.output
     assert "ok: every event is finished or scheduled" in clean.output
+
+
+def test_events_audit_names_stuck_outbound_deliveries_in_text_and_json(  # type: ignore[no-untyped-def]
+    run, sessions: sessionmaker[Session]
+) -> None:
+    now = utcnow()
+    with sessions.begin() as session:
+        shop, quiet = add_app(session, "shop"), add_app(session, "quiet")
+        add_delivery(
+            session, add_message(session), shop, DeliveryStatus.PENDING, next_attempt_at=now
+        )
+        stuck = add_delivery(session, add_message(session), shop, DeliveryStatus.PENDING)
+        add_delivery(
+            session,
+            add_message(session),
+            quiet,
+            DeliveryStatus.PENDING,
+            next_attempt_at=now - dt.timedelta(minutes=10),
+        )
+        stuck_id, message_id = stuck.id, stuck.message_id
+
+    result = run("events", "audit", "--json")
+
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["stranded"] == []
+    outbound = report["outbound"]
+    assert outbound["open"] == {"pending": 3}
+    assert [(i["delivery_id"], i["message_id"], i["app"]) for i in outbound["stranded"]] == [
+        (stuck_id, message_id, "shop")
+    ]
+    assert [i["app"] for i in outbound["parked"]] == ["quiet"]
+    assert "1 stranded outbound delivery(ies), 1 parked" in result.stderr
+
+    text = run("events", "audit")
+    assert text.exit_code == 1, text.output
+    assert "ok: every event is finished or scheduled" in text.output
+    assert "open outbound deliveries checked: 3 (3 pending)" in text.output
+    assert f"STRANDED delivery {stuck_id} ({message_id} to shop, pending): pending without" in (
+        text.output
+    )
+    assert "start the relay" in text.output
+
+    with sessions.begin() as session:
+        session.execute(delete(OutboundDelivery).where(OutboundDelivery.app_id == quiet.id))
+        session.execute(
+            update(OutboundDelivery)
+            .where(OutboundDelivery.id == stuck_id)
+            .values(next_attempt_at=now + dt.timedelta(hours=2))
+        )
+    clean = run("events", "audit")
+    assert clean.exit_code == 0, clean.output
+    assert "ok: every outbound delivery is delivered, scheduled, or given up" in clean.output
 
 
 # No other suite uses this Redis database.

@@ -127,7 +127,7 @@ def test_every_command_refuses_a_bad_setting_in_one_line_with_a_next_step(
     assert_one_error(done, 2, "DATABASE_URL", never=(PASSWORD,))
 
 
-@pytest.mark.parametrize("role", ["release", "web", "relay", "worker", "beat"])
+@pytest.mark.parametrize("role", ["release", "web", "relay", "worker", "outbound", "beat"])
 def test_every_role_refuses_a_driver_sqlalchemy_cannot_load(
     role: str, environment: dict[str, str], tmp_path: Path
 ) -> None:
@@ -197,8 +197,8 @@ def test_doctor_names_a_missing_api_key_as_configuration(
     assert "FAIL rivya key: RIVYA_API_KEY is not set" in report
 
 
-@pytest.mark.parametrize("role", ["worker", "beat"])
-def test_worker_and_beat_refuse_to_start_without_an_api_key(
+@pytest.mark.parametrize("role", ["worker", "outbound", "beat"])
+def test_celery_roles_refuse_to_start_without_an_api_key(
     role: str, environment: dict[str, str], tmp_path: Path
 ) -> None:
     environment["RIVYA_API_KEY"] = ""
@@ -214,7 +214,9 @@ def test_worker_and_beat_refuse_to_start_without_an_api_key(
     assert "RIVYA_API_KEY" in error["event"]
     assert error["next"]
     assert "Traceback" not in output
-    assert "celery@" not in output  # never got as far as starting
+    # Never got as far as starting a node (outbound names its own).
+    assert "celery@" not in output
+    assert "outbound@" not in output
 
 
 # --- doctor: weak secrets ------------------------------------------------------------------

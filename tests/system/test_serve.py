@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from models.db import make_engine
+from rivyahooks.roles import SERVICE_ROLES
 from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.server import Simulator
 from tests.production_install import OUTPUT_BYTES, OUTPUTS, stored
@@ -29,6 +30,7 @@ from tests.support.processes import BIN, ROOT, free_port, processes_in
 pytestmark = pytest.mark.slow
 
 STOP_SECONDS = 30
+WORKER_MARKER = "tasks.worker worker --loglevel"
 
 
 def command_line(pid: int) -> str:
@@ -88,6 +90,7 @@ def base_env(**extra: str) -> dict[str, str]:
         "WEB_CONCURRENCY": "1",
         "WORKER_CONCURRENCY": "2",
         "WORKER_METRICS_PORT": "0",
+        "OUTBOUND_METRICS_PORT": "0",
         "BEAT_METRICS_PORT": "0",
         "RELAY_METRICS_PORT": "0",
     }
@@ -170,13 +173,14 @@ def test_a_killed_role_is_restarted_and_sigterm_stops_everything(
         (first,) = simulator.scenario(1, outcome="succeeded")
         eventually(lambda: stored(engine, results, first), 60, "the first generation stored")
 
-        # The worker's main process dies without a chance to clean up.
-        worker = role_leader(served, "tasks.worker worker")
+        # The worker's main process dies without a chance to clean up. (The outbound role is
+        # a Celery worker too: its line goes on with -Q.)
+        worker = role_leader(served, WORKER_MARKER)
         os.kill(worker, signal.SIGKILL)
         eventually(
             lambda: "worker restarted (start #2)" in served.output(), 30, "the worker restarted"
         )
-        assert role_leader(served, "tasks.worker worker") != worker
+        assert role_leader(served, WORKER_MARKER) != worker
         (second,) = simulator.scenario(1, outcome="succeeded")
         eventually(lambda: stored(engine, results, second), 60, "the second generation stored")
     finally:
@@ -188,13 +192,14 @@ def test_a_killed_role_is_restarted_and_sigterm_stops_everything(
     assert status == 0, output[-3000:]
     assert time.monotonic() - began < STOP_SECONDS
     assert processes_in(app) == []
-    # Web stopped first, beat last; every role's lines carry its name.
-    order = [output.index(f"serve   | stopping {role}") for role in ("web", "relay", "worker")]
+    # Web stopped first, beat last; every role's lines carry its name, padded to the longest.
+    width = len(max(SERVICE_ROLES, key=len))
+    order = [output.index(f"{'serve'.ljust(width)} | stopping {role}") for role in SERVICE_ROLES]
     assert order == sorted(order)
-    assert "release | database at revision head" in output
+    assert f"{'release'.ljust(width)} | database at revision head" in output
     assert "worker exited with -9; restarting it in 0 s" in output
-    for role in ("web", "relay", "worker", "beat"):
-        assert f"\n{role.ljust(7)} | " in output
+    for role in SERVICE_ROLES:
+        assert f"\n{role.ljust(width)} | " in output
 
 
 def test_a_role_that_keeps_dying_stops_the_whole_tree(

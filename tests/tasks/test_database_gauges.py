@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.apps import App
 from models.base import utcnow
 from models.db import make_engine, make_session_factory
 from models.events import EventSource, EventStatus
 from models.inbox import insert_event
+from models.outbound import DeliveryStatus, OutboundDelivery
 from tasks.database_gauges import DatabaseGauges
 from tests.conftest import make_event
 from tests.support.metrics import Scrape
+from tests.support.outbound import add_app, add_delivery, add_message
 from tests.support.tcpproxy import tcp_proxy
 
 
@@ -50,6 +55,61 @@ def test_database_gauges_count_small_statuses_once_per_interval(
     assert _collected(gauges) == first
     fresh = _collected(DatabaseGauges(sessions, interval_seconds=3600))
     assert fresh[("rivyahooks_events", (("status", "dead"),))] == 4
+
+
+def test_database_gauges_give_each_apps_backlog_and_overdue_and_forget_a_removed_app(
+    sessions: sessionmaker[Session],
+) -> None:
+    now = utcnow()
+    with sessions.begin() as session:
+        shop = add_app(session, "shop")
+        crm = add_app(session, "crm")
+        idle = add_app(session, "idle")
+        add_app(session, "retired", enabled=False)
+        for status, due in (
+            (DeliveryStatus.PENDING, now - dt.timedelta(minutes=20)),  # the oldest due
+            (DeliveryStatus.PENDING, now - dt.timedelta(minutes=1)),
+            (DeliveryStatus.PENDING, now + dt.timedelta(hours=2)),  # a retry, not yet due
+            (DeliveryStatus.ENQUEUED, None),
+            (DeliveryStatus.SENDING, None),
+            (DeliveryStatus.DELIVERED, None),
+            (DeliveryStatus.FAILED, None),
+        ):
+            add_delivery(session, add_message(session), shop, status, next_attempt_at=due)
+        add_delivery(
+            session,
+            add_message(session),
+            crm,
+            DeliveryStatus.PENDING,
+            next_attempt_at=now + dt.timedelta(minutes=5),
+        )
+        add_delivery(session, add_message(session), idle, DeliveryStatus.DELIVERED)
+
+    scrape = _collected(DatabaseGauges(sessions, interval_seconds=0))
+
+    backlog = "rivyahooks_outbound_backlog"
+    assert scrape[(backlog, (("app", "shop"),))] == 5
+    assert scrape[(backlog, (("app", "crm"),))] == 1
+    assert scrape[(backlog, (("app", "idle"),))] == 0
+    assert scrape[(backlog, (("app", "retired"),))] == 0
+    overdue = "rivyahooks_outbound_oldest_overdue_seconds"
+    assert 20 * 60 - 5 <= scrape[(overdue, (("app", "shop"),))] <= 20 * 60 + 60
+    assert scrape[(overdue, (("app", "crm"),))] == 0
+    assert scrape[("rivyahooks_outbound_apps_disabled_now", ())] == 1
+
+    # Removed: its series goes with it. Disabled: its held deliveries are not overdue.
+    with sessions.begin() as session:
+        session.execute(delete(OutboundDelivery).where(OutboundDelivery.app_id == crm.id))
+        session.delete(session.get(App, crm.id))
+        session.execute(update(App).where(App.id == shop.id).values(enabled=False))
+    again = _collected(DatabaseGauges(sessions, interval_seconds=0))
+    assert {labels for name, labels in again if name == backlog} == {
+        (("app", "shop"),),
+        (("app", "idle"),),
+        (("app", "retired"),),
+    }
+    assert again[(overdue, (("app", "shop"),))] == 0
+    assert again[("rivyahooks_outbound_apps_disabled_now", ())] == 2
 
 
 def _collected(gauges: DatabaseGauges) -> Scrape:

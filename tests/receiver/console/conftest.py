@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,9 +19,18 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.apps import App, new_app_id, new_signing_key
+from models.base import utcnow
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation, GenerationOutput, GenerationStatus
 from models.inbox import insert_event
+from models.outbound import (
+    DeliveryStatus,
+    OutboundAttempt,
+    OutboundDelivery,
+    OutboundMessage,
+    new_message_id,
+)
 from receiver import create_app
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol.signatures import fingerprint
@@ -136,3 +146,82 @@ def store_image_generation(settings: Settings, sessions: sessionmaker[Session]) 
                     source_host="cdn.rivya.example",
                 )
             )
+
+
+APP_SECRET = "whsec_" + "c2VjcmV0LW9mLXRoZS1zaG9wLWFwcA=="
+
+
+def store_app(
+    sessions: sessionmaker[Session], name: str = "shop", *, ed25519: bool = False, **columns: object
+) -> str:
+    """Store an app signed with APP_SECRET (and an ed25519 key if asked); return its id."""
+    with sessions.begin() as session:
+        app = App(
+            id=new_app_id(),
+            name=name,
+            url="https://shop.example/hooks/rivya?token=query-token-of-the-shop",
+            events=["result.ready", "result.failed"],
+            secret=APP_SECRET.encode(),
+            previous_secret=("whsec_" + "cHJldmlvdXMtc2VjcmV0LW9mLXNob3A=").encode(),
+            previous_secret_until=utcnow() + dt.timedelta(hours=1),
+            signing_key=new_signing_key() if ed25519 else None,
+            **{"enabled": True, **columns},
+        )
+        session.add(app)
+    return app.id
+
+
+def store_delivery(
+    sessions: sessionmaker[Session],
+    app_id: str,
+    status: DeliveryStatus,
+    *,
+    response: str = "",
+    status_code: int | None = 500,
+    outcome: str = "failed",
+    attempted_at: dt.datetime | None = None,
+) -> int:
+    """Store a message for the app, its delivery in `status` and one attempt; return its id."""
+    now = utcnow()
+    with sessions.begin() as session:
+        message = OutboundMessage(
+            id=new_message_id(),
+            type="result.ready",
+            task_id=f"task_{uuid.uuid4().hex[:12]}",
+            feed_position=1,
+            payload=b'{"type": "result.ready"}',
+            created_at=now,
+        )
+        delivery = OutboundDelivery(
+            message=message,
+            app_id=app_id,
+            status=status,
+            attempts=1,
+            finished_at=now
+            if status in (DeliveryStatus.FAILED, DeliveryStatus.DELIVERED)
+            else None,
+            next_attempt_at=now if status is DeliveryStatus.PENDING else None,
+        )
+        session.add_all([message, delivery])
+        session.flush()
+        session.add(
+            OutboundAttempt(
+                delivery_id=delivery.id,
+                app_id=app_id,
+                number=1,
+                attempted_at=attempted_at or now,
+                status_code=status_code,
+                latency_ms=123,
+                response_excerpt=response,
+                error=None if status_code else "ConnectError: connection refused",
+                outcome=outcome,
+            )
+        )
+    return delivery.id
+
+
+def delivery_status(sessions: sessionmaker[Session], delivery_id: int) -> DeliveryStatus:
+    with sessions() as session:
+        return session.scalars(
+            select(OutboundDelivery.status).where(OutboundDelivery.id == delivery_id)
+        ).one()
