@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import Engine
@@ -18,7 +19,43 @@ from rivyahooks.output import Context, fail, pass_context
 from rivyahooks.roles import SERVICE_ROLES
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group: a database that fails mid-command is one error line, not a traceback.
+
+    Each command checks the database as it opens it; this catches what happens after, such
+    as PostgreSQL going read-only or shutting down while a purge or a reconcile runs.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        # Shared with the subcommands (they find it up the chain), so the error line below
+        # can blot the password of the DATABASE_URL they used.
+        ctx.ensure_object(Context)
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            fail(
+                f"the database failed while the command ran: {_database_error(ctx, exc)}",
+                "if it is down, read-only or restarting, run the command again once it is "
+                "back; `rivya-hooks doctor` says what it sees",
+            )
+
+
+def _database_error(ctx: click.Context, exc: BaseException) -> str:
+    """Return the driver's first error line, with DATABASE_URL's password blotted out."""
+    from sqlalchemy.engine import make_url
+
+    from models.connectivity import first_line
+
+    command = ctx.find_object(Context)
+    url = make_url(command.settings.database_url) if command is not None else None
+    if url is None:
+        return type(exc).__name__
+    return first_line(exc, url)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rivya-hooks", prog_name="rivya-hooks")
 def main() -> None:
     """Receive, process and reconcile Rivya webhooks.

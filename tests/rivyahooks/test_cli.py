@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import click
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import delete, select, update
+from sqlalchemy import create_engine, delete, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Request, Response
 
@@ -19,12 +20,14 @@ from models.base import utcnow
 from models.events import EventSource, EventStatus, WebhookEvent
 from models.generations import Generation
 from models.inbox import insert_event
+from models.migrate import upgrade
 from models.outbound import DeliveryStatus, OutboundDelivery
 from rivyahooks.cli import main
 from rivyahooks_foundation.settings import Settings
 from rivyahooks_protocol import contract
 from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.server import Simulator
+from tests.support import services
 from tests.support.httpserver import serving
 from tests.support.outbound import add_app, add_delivery, add_message
 from tests.support.processes import own_redis_database
@@ -417,3 +420,29 @@ def test_events_audit_names_every_parked_event_why_and_the_next_step(  # type: i
     held = run("events", "audit", "--json", BROKER_URL=broker)
     assert held.exit_code == 0, held.output
     assert json.loads(held.stdout)["broker_messages"] == 1
+
+
+def test_a_database_failing_mid_command_is_one_error_line_not_a_traceback() -> None:
+    # As when PostgreSQL goes read-only while a purge or a reconcile runs: the command
+    # opened the database fine, then a write was refused.
+    with services.new_postgres_database("rivyahooks_readonly") as url:
+        upgrade(url)
+        admin = create_engine(services.POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        name = make_url(url).database
+        with admin.connect() as connection:
+            connection.execute(
+                text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            )
+        admin.dispose()
+        settings = Settings(database_url=url, outbound_allowed_hosts=("127.0.0.1",))
+        result = CliRunner().invoke(
+            main,
+            ["apps", "add", "shop", "--url", "http://127.0.0.1:8080/hooks"],
+            env=settings.to_env(),
+        )
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "the database failed while the command ran: cannot execute INSERT in a read-only" in (
+        result.output
+    )
+    assert "run the command again once it is back" in result.output
