@@ -161,16 +161,18 @@ def post(runtime: Runtime, url: str, body: bytes, headers: dict[str, str]) -> An
     client = runtime.outbound
     addresses: tuple[str | None, ...] = target.addresses or (None,)
     for position, address in enumerate(addresses):
-        request = pinned_request(
-            client,
-            url,
-            address,
-            settings.outbound_timeout_seconds,
-            method="POST",
-            content=body,
-            headers=headers,
-        )
         try:
+            # Inside the try: a URL only httpx refuses is a failed attempt, recorded, not a
+            # crash that would leave the delivery `sending` until its lease lapsed.
+            request = pinned_request(
+                client,
+                url,
+                address,
+                settings.outbound_timeout_seconds,
+                method="POST",
+                content=body,
+                headers=headers,
+            )
             response = client.send(request, stream=True, follow_redirects=False)
             try:
                 excerpt = _excerpt(response)
