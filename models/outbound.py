@@ -48,6 +48,8 @@ from models.sealed import SealedBytes
 
 # The first 1 KiB of an endpoint's answer is kept with each attempt: enough to see why.
 RESPONSE_EXCERPT_BYTES = 1024
+# The fan-out's cursor is the one row of outbound_cursor.
+CURSOR_ID = 1
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -334,7 +336,7 @@ def skip_history(session: Session) -> None:
     end = session.scalar(select(func.coalesce(func.max(Generation.feed_position), 0)))
     session.execute(
         dialect_insert(session, OutboundCursor)
-        .values(id=1, position=end)
+        .values(id=CURSOR_ID, position=end)
         .on_conflict_do_update(index_elements=["id"], set_={"position": end})
     )
 

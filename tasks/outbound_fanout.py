@@ -30,6 +30,7 @@ from models.db import dialect_insert
 from models.events import EventStatus, WebhookEvent
 from models.generations import Generation, GenerationStatus
 from models.outbound import (
+    CURSOR_ID,
     OutboundCursor,
     OutboundMessage,
     new_delivery,
@@ -40,7 +41,6 @@ from storage import download_name
 
 log = logging.getLogger(__name__)
 
-CURSOR_ID = 1
 BATCH = 200
 FAILED_AT_RIVYA = "failed_at_rivya"
 GAVE_UP = "gave_up"
