@@ -69,6 +69,13 @@ def _parse_key(value: str) -> tuple[str, list[str] | None]:
     help="Delivery attempts per event and endpoint (retries at 0.5 s, 1 s, 2 s, ...).",
 )
 @click.option(
+    "--delivery-backoff-max",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Longest wait in seconds between two delivery attempts (the doubling stops there).",
+)
+@click.option(
     "--drop-ratio", type=RATIO, default=0.0, help="Share of deliveries never sent (still logged)."
 )
 @click.option("--duplicate-ratio", type=RATIO, default=0.0, help="Share of deliveries sent twice.")
@@ -130,6 +137,7 @@ def simulate(
     url_ttl: float,
     credits: int,
     delivery_attempts: int,
+    delivery_backoff_max: float,
     drop_ratio: float,
     duplicate_ratio: float,
     delay_max: float,
@@ -162,6 +170,7 @@ def simulate(
         initial_credits=credits,
         scheme=scheme,
         delivery_max_attempts=delivery_attempts,
+        delivery_backoff_max_seconds=delivery_backoff_max,
     )
     faults = Faults(
         drop_ratio=drop_ratio,

@@ -31,9 +31,11 @@ class SimConfig:
     scheme: str = contract.SCHEME_STANDARD
     delivery_timeout_seconds: float = 5.0
     # Rivya retries for 3 days; the simulator compresses the schedule to seconds:
-    # first retry after delivery_backoff_seconds, then doubling, up to the attempt bound.
+    # first retry after delivery_backoff_seconds, then doubling up to
+    # delivery_backoff_max_seconds, until the attempt bound.
     delivery_max_attempts: int = 6
     delivery_backoff_seconds: float = 0.5
+    delivery_backoff_max_seconds: float = 60.0
     delivery_workers: int = 8
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 
 from rivyahooks_protocol.signatures import sign
+from rivyahooks_simulator.config import SimConfig
 from rivyahooks_simulator.state import DeliveryAttempt, SimState, StoredEvent, new_id, now_ms
 
 log = logging.getLogger(__name__)
@@ -173,5 +174,14 @@ class Dispatcher:
         final = attempt.succeeded or job.attempt >= config.delivery_max_attempts
         state.record_attempt(attempt, final)
         if not final and not job.duplicate:
-            wait = config.delivery_backoff_seconds * 2 ** (job.attempt - 1)
-            self._schedule(wait, _Job(job.event_id, job.endpoint_id, job.attempt + 1))
+            self._schedule(
+                retry_delay(config, job.attempt),
+                _Job(job.event_id, job.endpoint_id, job.attempt + 1),
+            )
+
+
+def retry_delay(config: SimConfig, attempt: int) -> float:
+    """Seconds from failed attempt `attempt` (1-based) to the next: doubling, then capped."""
+    return min(
+        config.delivery_backoff_seconds * 2.0 ** (attempt - 1), config.delivery_backoff_max_seconds
+    )

@@ -10,6 +10,8 @@ from rivyahooks_protocol import contract
 from rivyahooks_protocol.client import RivyaClient
 from rivyahooks_protocol.signatures import Verifier
 from rivyahooks_simulator import Simulator
+from rivyahooks_simulator.config import SimConfig
+from rivyahooks_simulator.delivery import retry_delay
 from tests.support.eventually import eventually
 from tests.support.simulated_rivya import API_KEY, Receiver, validate
 
@@ -110,3 +112,9 @@ def test_event_types_filter_and_disabled_endpoints(sim: Simulator, receiver: Rec
     sim.wait_deliveries_idle()
     assert len(receiver.captured) == 1
     assert json.loads(delivery.body)["type"] == contract.EVENT_GENERATION_FAILED
+
+
+def test_retries_double_until_the_cap() -> None:
+    config = SimConfig(delivery_backoff_seconds=0.5, delivery_backoff_max_seconds=30.0)
+    delays = [retry_delay(config, attempt) for attempt in range(1, 10)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]

@@ -310,10 +310,13 @@ def start_simulator(run: Run, seed: int, faults: dict[str, float]) -> None:
         "1",
         "--output-bytes",
         "65536",
-        # Rivya retries for days; nine attempts (0.5 s doubling) cover two minutes of
-        # outage, longer than any fault of the schedule.
+        # Rivya retries for days. Faults overlap (a restart inside a read-only spell while
+        # the edge is cut off), so retries span ten minutes, longer than any overlap of the
+        # schedule, and wait at most 30 s so the settle is not spent waiting for one.
         "--delivery-attempts",
-        "9",
+        "24",
+        "--delivery-backoff-max",
+        "30",
         "--seed",
         str(seed),
         "--quiet",
