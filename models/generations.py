@@ -128,13 +128,32 @@ def find_output(session: Session, task_id: str, index: int) -> GenerationOutput 
 
 def insert_output(session: Session, **values: Any) -> bool:
     """Insert an output row unless (task_id, index) exists; return True if inserted."""
+    task_id = values.pop("task_id")
+    return bool(insert_outputs(session, task_id, [values]))
+
+
+def insert_outputs(session: Session, task_id: str, rows: list[dict[str, Any]]) -> set[int]:
+    """Insert a generation's output rows, each unless its index exists; return those inserted.
+
+    One statement however many rows: the outputs of an attempt are recorded together.
+    """
+    if not rows:
+        return set()
+    stored_at = utcnow()
     statement = (
         dialect_insert(session, GenerationOutput)
-        .values(stored_at=utcnow(), **values)
+        .values([{"stored_at": stored_at, **row, "task_id": task_id} for row in rows])
         .on_conflict_do_nothing(index_elements=["task_id", "index"])
-        .returning(GenerationOutput.id)
+        .returning(GenerationOutput.index)
     )
-    created = session.execute(statement).scalar_one_or_none() is not None
+    created = set(session.scalars(statement))
     if created:
-        record_change(session, values["task_id"])
+        record_change(session, task_id)
     return created
+
+
+def stored_indexes(session: Session, task_id: str) -> set[int]:
+    """Return the indexes of the generation's outputs already stored."""
+    return set(
+        session.scalars(select(GenerationOutput.index).where(GenerationOutput.task_id == task_id))
+    )

@@ -35,8 +35,8 @@ POINTS = frozenset(
         "worker.fetched",  # the generation was fetched from Rivya
         "worker.applied",  # the generation's state is committed
         "worker.downloaded",  # a result is downloaded to a partial file
-        "worker.stored",  # the result file is at its key, its row not yet recorded
-        "worker.recorded",  # the output row is committed
+        "worker.stored",  # a result file is at its key, its row not yet recorded
+        "worker.recorded",  # the attempt's output rows are committed, in one transaction
         "worker.finished",  # the outcome is committed, the message not yet acknowledged
         "sweeper.moved",  # the sweeper committed one move of an event
         "reconcile.page_stored",  # a page of the event log is stored, the checkpoint not moved
