@@ -24,8 +24,8 @@ from tasks.publisher import BrokerUnavailable, Publisher
 log = logging.getLogger(__name__)
 
 BATCH = 200
-# The feed is read at most this often: a message reaches its app within about this much
-# of the result being stored, and an idle relay adds one indexed query per interval.
+# Unless a final state's NOTIFY wakes the relay, the feed is read at most this often: an idle
+# relay adds one indexed query per interval.
 FAN_OUT_EVERY_SECONDS = 0.25
 # Due deliveries are looked for at most this often, unless the last batch was full.
 STEP_EVERY_SECONDS = 0.1
@@ -44,18 +44,24 @@ class OutboundRelay:
         self._behind = False
         self._apps_checked_at = -APPS_CHECK_SECONDS
         self._any_app = False
+        self._woken = False
+
+    def wake(self) -> None:
+        """Fan out at the next step, whenever the last was: a final state changed."""
+        self._woken = True
 
     def step(self, engine: Engine) -> int:
         """Fan out and publish once; return how many deliveries were published."""
         now = time.monotonic()
+        woken, self._woken = self._woken, False
         # The relay loops every few milliseconds while events flow: looking for due
         # deliveries on each turn would cost the inbound side's CPU for nothing.
-        if now - self._stepped_at < STEP_EVERY_SECONDS and not self._behind:
+        if now - self._stepped_at < STEP_EVERY_SECONDS and not (self._behind or woken):
             return 0
         self._stepped_at = now
         if not self._apps_exist(engine):
             return 0
-        if now - self._fanned_at >= FAN_OUT_EVERY_SECONDS:
+        if woken or now - self._fanned_at >= FAN_OUT_EVERY_SECONDS:
             with Session(engine) as session, session.begin():
                 self.made += fan_out(session, self.settings.public_base_url)
             self._fanned_at = now
