@@ -228,7 +228,8 @@ class Relay:
                     if count:
                         self._active_until = time.monotonic() + RELAY_ACTIVE_SECONDS
                     if count < BATCH:
-                        awake = time.monotonic() < self._active_until
+                        # A wake the outbound half put off is taken at the next short look.
+                        awake = time.monotonic() < self._active_until or self.outbound.woken
                         self._wait_for_work(ACTIVE_POLL_SECONDS if awake else self.poll_seconds)
                     continue
                 self._sleep(wait)
