@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, Interval, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from models.base import UTCDateTime, utcnow
@@ -26,3 +26,20 @@ def database_now(executor: Session | Connection) -> dt.datetime:
     if moment is None:  # pragma: no cover - the function always answers
         raise RuntimeError("the database returned no time")
     return moment.astimezone(dt.UTC)
+
+
+def clock_at(dialect: str, name: str) -> ColumnElement[dt.datetime]:
+    """Return the database's time plus the interval bound as `name`, as SQL.
+
+    For statements built once and executed with parameters (bind `clock_value(dialect,
+    offset)` as `name`): the time is read by the statement that writes it, without the
+    round trip of `database_now`. SQLite's time is the host's, bound as a value.
+    """
+    if dialect != "postgresql":
+        return bindparam(name, type_=UTCDateTime())
+    return func.clock_timestamp(type_=UTCDateTime()) + bindparam(name, type_=Interval())
+
+
+def clock_value(dialect: str, offset: dt.timedelta = dt.timedelta(0)) -> dt.timedelta | dt.datetime:
+    """Return what to bind for a `clock_at` parameter: the offset, or on SQLite the time."""
+    return offset if dialect == "postgresql" else utcnow() + offset

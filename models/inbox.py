@@ -328,10 +328,10 @@ def store_events(executor: Session | Connection, rows: Sequence[dict[str, Any]])
     return new
 
 
-def wake_relay(executor: Session | Connection) -> None:
+def wake_relay(executor: Session | Connection, payload: str = "") -> None:
     """Tell a listening relay that rows became due (PostgreSQL; SQLite's relay polls)."""
     if dialect_name(executor) == "postgresql":
-        executor.execute(select(func.pg_notify(RELAY_CHANNEL, "")))
+        executor.execute(select(func.pg_notify(RELAY_CHANNEL, payload)))
 
 
 # --- the relay's side --------------------------------------------------------------------

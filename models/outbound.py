@@ -71,7 +71,8 @@ ALLOWED_FROM: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
         }
     ),
     DeliveryStatus.ENQUEUED: frozenset({DeliveryStatus.PENDING}),
-    # From pending too: a worker may get the message before the relay's mark commits.
+    # From pending too: a worker may get the message before the relay's mark commits, and
+    # a run that got a 2xx takes its app's next due delivery itself (tasks/outbound_delivery.py).
     DeliveryStatus.SENDING: frozenset({DeliveryStatus.ENQUEUED, DeliveryStatus.PENDING}),
     DeliveryStatus.DELIVERED: frozenset({DeliveryStatus.SENDING}),
     DeliveryStatus.FAILED: frozenset(

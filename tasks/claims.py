@@ -28,8 +28,8 @@ from models.events import (
     finish_attempt,
     move,
 )
-from models.generations import record_change
 from models.inbox import wake_relay
+from models.outbound_wake import record_final_change
 from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.metrics.worker import EVENTS_FINISHED
 from tasks.runtime import Runtime
@@ -192,7 +192,7 @@ def _not_claimed(session: Session, runtime: Runtime, event_id: str, now: dt.date
     if gave_up:
         session.execute(finish_attempt(event_id, AttemptOutcome.EXPIRED, _EXPIRED_ERROR, now))
         if event.task_id is not None:
-            record_change(session, event.task_id)
+            record_final_change(session, event.task_id)
         log.error("event %s dead: %s", event_id, reason)
         EVENTS_FINISHED.labels(EventStatus.DEAD.value).inc()
 
@@ -283,7 +283,7 @@ def expire_lease(runtime: Runtime, claim: LapsedClaim) -> bool:
         if not changed:
             return False
         if target is EventStatus.DEAD and claim.task_id is not None:
-            record_change(session, claim.task_id)
+            record_final_change(session, claim.task_id)
         session.execute(
             finish_attempt(
                 claim.event_id,

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, object_session
 from models.base import utcnow
 from models.db import dialect_insert
 from models.generations import Generation, GenerationStatus, record_change
+from models.outbound_wake import record_final_change
 from rivyahooks_protocol.generation import GenerationDocument, parse_generation
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,18 @@ def apply_generation(generation: Generation, document: GenerationDocument) -> bo
         generation.anomaly = "succeeded with no result URL"
     if status.terminal and generation.finished_at is None:
         generation.finished_at = updated_at or utcnow()
-    _changed(generation)
+    # Failed at Rivya is a final state apps are told of.
+    _changed(generation, final=status is GenerationStatus.FAILED and current is not status)
     return True
 
 
-def _changed(generation: Generation) -> None:
+def _changed(generation: Generation, *, final: bool = False) -> None:
     session = object_session(generation)
-    if session is not None:  # a generation outside any session is not stored, nor in the feed
+    if session is None:  # a generation outside any session is not stored, nor in the feed
+        return
+    if final:
+        record_final_change(session, generation.task_id)
+    else:
         record_change(session, generation.task_id)
 
 
@@ -92,7 +98,7 @@ def mark_results_stored(generation: Generation) -> None:
     """Record that every output of the generation is stored."""
     if generation.results_stored_at is None:
         generation.results_stored_at = utcnow()
-        _changed(generation)
+        _changed(generation, final=True)
 
 
 def record_submitted(session: Session, document: dict[str, Any]) -> Generation:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from models.base import clip
 from models.clock import database_now
 from models.events import AttemptOutcome, EventStatus, WebhookEvent, finish_attempt, move
-from models.generations import record_change
+from models.outbound_wake import record_final_change
 from rivyahooks_foundation.metrics.worker import EVENTS_FINISHED
 from rivyahooks_protocol.backoff import backoff_seconds
 from tasks.claims import Claim
@@ -158,7 +158,7 @@ def _record(
     )
     if moved and outcome.status is EventStatus.DEAD:
         # Given up: the generation's final state changed (apps are told `result.failed`).
-        record_change(session, claim.task_id)
+        record_final_change(session, claim.task_id)
     return bool(moved), retry_at
 
 

@@ -7,7 +7,8 @@ took them, with a compare-and-set. If it dies in between, the rows are published
 (at least once; processing is idempotent and a second claim is refused).
 
 - Several relays may run: on PostgreSQL each locks its batch with FOR UPDATE SKIP LOCKED.
-- On PostgreSQL it sleeps on LISTEN, woken by the NOTIFY in the writers' statements, and
+- On PostgreSQL it sleeps on LISTEN, woken by the NOTIFY in the writers' statements (and by
+  a generation's final state changing, which it fans out to apps at once), and
   polls every RELAY_POLL_SECONDS as a fallback and for retries falling due; SQLite has no
   notifications, so it polls at least every 0.25 s there. Behind PgBouncer in transaction
   pooling LISTEN cannot work (the server connection that listens goes back to the pool):
@@ -37,6 +38,7 @@ from models.clock import database_now
 from models.db import make_engine
 from models.events import DUE_PREDICATE, WebhookEvent
 from models.inbox import NOTIFY_EVERY_SECONDS, RELAY_CHANNEL, due_events, mark_enqueued
+from models.outbound_wake import OUTBOUND_WAKE
 from rivyahooks_foundation.faultpoints import reach
 from rivyahooks_foundation.metrics.relay import RELAY_LAG, RELAY_PUBLISHED
 from rivyahooks_foundation.settings import Settings
@@ -82,15 +84,14 @@ class Listener:
         self._connection: Any = None
         self._unchecked = check
 
-    def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for a notification; return True if one came."""
+    def wait(self, timeout: float) -> set[str]:
+        """Wait up to `timeout` seconds for a notification; return the payloads that came."""
         connection = self._connect()
-        woken = any(True for _ in connection.notifies(timeout=timeout, stop_after=1))
-        if woken:
-            # Notifications of rows this batch will pick up anyway: drop them.
-            for _ in connection.notifies(timeout=0):
-                pass
-        return woken
+        payloads = {n.payload for n in connection.notifies(timeout=timeout, stop_after=1)}
+        if payloads:
+            # Notifications of rows this batch will pick up anyway: one of each kind will do.
+            payloads.update(n.payload for n in connection.notifies(timeout=0))
+        return payloads
 
     @property
     def listening(self) -> bool:
@@ -227,7 +228,8 @@ class Relay:
                     if count:
                         self._active_until = time.monotonic() + RELAY_ACTIVE_SECONDS
                     if count < BATCH:
-                        awake = time.monotonic() < self._active_until
+                        # A wake the outbound half put off is taken at the next short look.
+                        awake = time.monotonic() < self._active_until or self.outbound.woken
                         self._wait_for_work(ACTIVE_POLL_SECONDS if awake else self.poll_seconds)
                     continue
                 self._sleep(wait)
@@ -329,7 +331,10 @@ class Relay:
                 self._stopping.wait(min(left, WAIT_SLICE_SECONDS))
                 continue
             try:
-                if self.listener.wait(min(left, WAIT_SLICE_SECONDS)):
+                payloads = self.listener.wait(min(left, WAIT_SLICE_SECONDS))
+                if payloads:
+                    if OUTBOUND_WAKE in payloads:
+                        self.outbound.wake()
                     return
             except ListenUnsupported:
                 self._poll_without_listen()

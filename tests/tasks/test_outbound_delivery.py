@@ -448,3 +448,61 @@ def test_a_message_that_arrives_before_the_relays_mark_commits_is_sent_not_dropp
         DeliveryStatus.PENDING,
     ]
     assert len(receiver.received) == 1
+
+
+def test_a_run_sends_its_apps_next_due_messages_while_the_app_answers(
+    runtime: Runtime, sessions: sessionmaker[Session]
+) -> None:
+    with (
+        receiving_app("whsec_" + "A" * 32) as shop,
+        receiving_app("whsec_" + "A" * 32) as other,
+    ):
+        shop_id, shop.secret = add_app(sessions, "shop", shop.url)
+        other_id, other.secret = add_app(sessions, "other", other.url)
+        for n in range(3):
+            store_result(sessions, f"task_{n}")
+        with runtime.sessions.begin() as session:
+            fan_out(session)
+        first = deliveries(sessions, shop_id)[0]
+        deliver(runtime, first.id)
+    # One run: the first message and, in the transactions recording each, the next two.
+    assert [d.status for d in deliveries(sessions, shop_id)] == [DeliveryStatus.DELIVERED] * 3
+    assert [(a.number, a.outcome) for a in attempts(sessions, shop_id)] == [(1, "delivered")] * 3
+    assert len(shop.received) == len(set(shop.received)) == 3
+    # Another app's messages are its own runs'.
+    assert [d.status for d in deliveries(sessions, other_id)] == [DeliveryStatus.PENDING] * 3
+    assert not other.received
+
+
+def test_a_failed_attempt_ends_the_run_and_a_disabled_app_gets_no_next_message(
+    runtime: Runtime, sessions: sessionmaker[Session]
+) -> None:
+    answers = iter([Response(status=500), Response(status=204), Response(status=204)])
+
+    with receiving_app("whsec_" + "A" * 32, lambda _request: next(answers)) as receiver:
+        app_id, receiver.secret = add_app(sessions, "shop", receiver.url)
+        for n in range(3):
+            store_result(sessions, f"task_{n}")
+        with runtime.sessions.begin() as session:
+            fan_out(session)
+        first, second, _ = deliveries(sessions, app_id)
+        deliver(runtime, first.id)
+        assert [(d.status, d.attempts) for d in deliveries(sessions, app_id)] == [
+            (DeliveryStatus.PENDING, 1),
+            (DeliveryStatus.PENDING, 0),
+            (DeliveryStatus.PENDING, 0),
+        ]
+
+        # Disabled while its message was on the way to a worker: that one is sent, the
+        # app's next is left for whoever enables it again.
+        with sessions.begin() as session:
+            app = session.get(App, app_id)
+            assert app is not None
+            app.enabled = False
+        deliver(runtime, second.id)
+    assert [(d.status, d.attempts) for d in deliveries(sessions, app_id)] == [
+        (DeliveryStatus.PENDING, 1),
+        (DeliveryStatus.DELIVERED, 1),
+        (DeliveryStatus.PENDING, 0),
+    ]
+    assert len(receiver.received) == 2

@@ -27,12 +27,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.base import utcnow
 from models.db import make_engine, make_session_factory
 from models.events import EventSource, EventStatus, WebhookEvent
+from models.generations import Generation, GenerationStatus
 from models.inbox import event_row, insert_event, store_events
 from models.migrate import upgrade
+from models.outbound import CURSOR_ID, DeliveryStatus, OutboundCursor, OutboundDelivery
 from rivyahooks_foundation.settings import Settings
+from tasks.generation_state import mark_results_stored
 from tasks.relay import Relay
 from tests.support.eventually import eventually
 from tests.support.processes import BIN, ROOT, child_env, stop
+from tests.support.receiving_apps import add_app
 from tests.support.redisproc import RedisServer, redis_server
 
 
@@ -181,6 +185,46 @@ def test_a_notification_wakes_the_relay_long_before_its_poll(
             what="the relay to publish",
         )
     assert queued_ids(redis_url) == ["evt_woken"]
+
+
+@pytest.mark.postgres
+def test_a_stored_result_wakes_the_relay_to_make_its_apps_messages_long_before_its_poll(
+    postgres_url: str,
+    redis_url: str,
+    postgres_engine: Any,
+) -> None:
+    sessions = make_session_factory(postgres_engine)
+    app_id, _ = add_app(sessions, "shop", "https://shop.example.com/hooks")
+    settings = Settings(database_url=postgres_url, broker_url=redis_url, relay_poll_seconds=60)
+    relay = Relay(settings)
+    with running(relay):
+        # Its first turn has read the feed (the cursor is made then); it now waits 60 s.
+        eventually(lambda: cursor_exists(sessions), 10, what="the relay's first fan-out")
+        with sessions.begin() as session:
+            generation = Generation(task_id="task_stored", status=GenerationStatus.SUCCEEDED)
+            session.add(generation)
+            session.flush()
+            mark_results_stored(generation)
+        # Without the NOTIFY of a final state this would take the 60 s poll.
+        eventually(
+            lambda: delivery_statuses(sessions, app_id) == [DeliveryStatus.ENQUEUED],
+            10,
+            what="the message made and published",
+        )
+
+
+def cursor_exists(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as session:
+        return session.get(OutboundCursor, CURSOR_ID) is not None
+
+
+def delivery_statuses(sessions: sessionmaker[Session], app_id: str) -> list[DeliveryStatus]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(OutboundDelivery.status).where(OutboundDelivery.app_id == app_id)
+            )
+        )
 
 
 @pytest.mark.postgres
