@@ -8,7 +8,6 @@ delays events without losing or stranding any.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.pool import NullPool
 
 from models.base import clip, utcnow
 from models.clock import database_now
@@ -39,6 +39,7 @@ from models.events import (
     EventStatus,
     WebhookEvent,
 )
+from models.thread_connections import ThreadConnections
 
 # The channel the relay LISTENs on; writers NOTIFY it in the statement that stores events.
 RELAY_CHANNEL = "rivyahooks_relay"
@@ -184,10 +185,6 @@ def _many_rows(dialect: str) -> Any:
     return _MANY[dialect]
 
 
-# Where a pooled connection keeps the receiver's cursor (see InboxWriter.store).
-_CURSOR = "rivyahooks.inbox.cursor"
-
-
 def _core(executor: Session | Connection) -> Connection:
     # The session's own connection (same transaction): the ORM's bulk insert path, which a
     # Session takes for an INSERT with parameters, does not take INSERT ... SELECT.
@@ -207,13 +204,13 @@ def store_event(executor: Session | Connection, row: dict[str, Any]) -> bool:
 class InboxWriter:
     """The receiver's store: one event per call, one statement, one round trip, no ORM.
 
-    The same statement as store_event, compiled once, run on a DBAPI connection from a pool
-    of its own whose connections stay in autocommit. SQLAlchemy's execution machinery, and
-    switching a shared connection to autocommit and back, cost more CPU per delivery than
-    everything else the receiver does after verifying. Values pass through the columns' own
-    bind processors, so they are stored exactly as SQLAlchemy stores them, and errors come
-    out as SQLAlchemy's DBAPIError like any other. The relay is woken at most every
-    NOTIFY_EVERY_SECONDS.
+    The same statement as store_event, compiled once, run on a DBAPI connection and cursor
+    each thread keeps (models/thread_connections.py) in autocommit. SQLAlchemy's execution
+    machinery, its pool's checkout and checkin, and switching a shared connection to
+    autocommit and back cost more CPU per delivery than everything else the receiver does
+    after verifying. Values pass through the columns' own bind processors, so they are
+    stored exactly as SQLAlchemy stores them, and errors come out as SQLAlchemy's DBAPIError
+    like any other. The relay is woken at most every NOTIFY_EVERY_SECONDS.
     """
 
     def __init__(self, database_url: str, **engine_options: Any) -> None:
@@ -227,11 +224,18 @@ class InboxWriter:
             # the ordinary engine. SQLite serves one host, where this speed does not matter.
             return
         # No pre-ping: it costs a round trip per delivery. A connection that died while idle
-        # fails one delivery with 503 (Rivya retries it), and is replaced.
+        # fails one delivery with 503 (Rivya retries it), and its thread opens a new one.
+        # NullPool: the engine only opens connections; each thread keeps its own.
         self._engine.dispose()
         self._engine = make_engine(
-            database_url, **engine_options, isolation_level="AUTOCOMMIT", pool_pre_ping=False
+            database_url,
+            **engine_options,
+            isolation_level="AUTOCOMMIT",
+            pool_pre_ping=False,
+            poolclass=NullPool,
         )
+        self._dialect = self._engine.dialect
+        self._connections = ThreadConnections(self._engine)
         # Positional parameters (%s): the driver then takes a list as it is instead of
         # mapping names to positions on every call.
         dialect_class: Any = type(self._dialect)
@@ -262,42 +266,27 @@ class InboxWriter:
         if notify:
             self._notified_at = now
         sql = self._sql[notify]
+        errors = self._dialect.loaded_dbapi.Error
         try:
-            pooled = self._engine.raw_connection()
-        except self._dialect.loaded_dbapi.Error as exc:
+            held = self._connections.get()
+        except errors as exc:
             # No connection could be opened: the database is down like any failed insert.
-            raise DBAPIError.instance(
-                sql, parameters, exc, self._dialect.loaded_dbapi.Error
-            ) from exc
-        dbapi_connection = pooled.dbapi_connection
-        assert dbapi_connection is not None  # None only once the pool closed it
-        # One cursor per pooled connection, kept with it for its life: the pool hands a
-        # connection to one thread at a time, and a cursor costs more to make than to reuse.
-        cursor = pooled.info.get(_CURSOR)
+            raise DBAPIError.instance(sql, parameters, exc, errors) from exc
         try:
-            if cursor is None:
-                cursor = pooled.info[_CURSOR] = dbapi_connection.cursor()
-            cursor.execute(sql, parameters)
-            found = cursor.fetchone()
-        except self._dialect.loaded_dbapi.Error as exc:
-            lost = bool(self._dialect.is_disconnect(exc, dbapi_connection, cursor))
-            if pooled.info.pop(_CURSOR, None) is not None:
-                with contextlib.suppress(self._dialect.loaded_dbapi.Error):
-                    cursor.close()  # type: ignore[union-attr]
+            held.cursor.execute(sql, parameters)
+            found = held.cursor.fetchone()
+        except errors as exc:
+            lost = bool(self._dialect.is_disconnect(exc, held.connection, held.cursor))
             if lost:
-                pooled.invalidate(exc)
+                self._connections.drop(held)
             raise DBAPIError.instance(
-                sql,
-                parameters,
-                exc,
-                self._dialect.loaded_dbapi.Error,
-                connection_invalidated=lost,
+                sql, parameters, exc, errors, connection_invalidated=lost
             ) from exc
-        finally:
-            pooled.close()
         return found is not None
 
     def close(self) -> None:
+        if self._sql:
+            self._connections.close()
         self._engine.dispose()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -91,6 +92,26 @@ def test_declared_length_over_the_limit_is_refused(
     body, headers = signed_delivery(make_event() | {"pad": "x" * LIMIT})
     response = server.post("/webhooks/rivya", content=body, headers=headers)
     assert response.status_code == 413
+    assert count(sessions) == 0
+
+
+def test_a_body_cut_short_of_its_declared_length_is_refused_unverified(
+    server: httpx.Client, sessions: sessionmaker[Session]
+) -> None:
+    # The sender stops writing ten bytes early: the receiver must see a broken request
+    # (400), not a body whose signature fails (401) nor one it stores.
+    body, headers = signed_delivery(make_event())
+    head = f"POST /webhooks/rivya HTTP/1.1\r\nHost: receiver\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection(
+        (server.base_url.host, server.base_url.port or 80), timeout=10
+    ) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body[:-10])
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while block := sock.recv(4096):
+            answer += block
+    assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 400 BAD REQUEST"
     assert count(sessions) == 0
 
 
