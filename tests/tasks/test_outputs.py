@@ -20,6 +20,7 @@ from models.generations import Generation, GenerationOutput
 from rivyahooks_foundation.settings import Settings
 from tasks.processing import process_event
 from tests.support.attempts import generation, rivya_answering
+from tests.support.eventually import eventually
 from tests.support.inbox import add_event, read_event
 
 TASK_ID = "task_three_outputs"
@@ -87,7 +88,10 @@ def test_outputs_stored_before_a_failed_download_are_recorded_and_not_fetched_ag
         assert not results_stored(sessions)
 
         host.failing = 0
-        second = process_event(runtime, "evt_partial")
+        # The retry falls due within milliseconds of the failure (the tests' settings).
+        second = eventually(
+            lambda: process_event(runtime, "evt_partial"), 5, what="the retry to be due"
+        )
 
     assert second is not None
     assert second.status is EventStatus.PROCESSED, read_event(sessions, "evt_partial").last_error
