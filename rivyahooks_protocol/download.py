@@ -46,6 +46,7 @@ from rivyahooks_protocol.errors import (
     DownloadTransientError,
     ResultExpiredError,
 )
+from rivyahooks_protocol.host_pools import PoolPerHost
 
 Resolver = Callable[[str, int], Iterable[str]]
 # Hears the announced size before the body is written; raises to refuse the download.
@@ -211,7 +212,7 @@ def download_result(
     target = checked_target(url, allowed_hosts, resolve)
     own_client = http_client is None
     client = http_client or httpx.Client(
-        follow_redirects=False, timeout=httpx.Timeout(timeout_seconds)
+        follow_redirects=False, timeout=httpx.Timeout(timeout_seconds), transport=PoolPerHost()
     )
     try:
         return _stream(client, url, sink, target, max_bytes, timeout_seconds, deadline, reserve)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import make_engine, make_session_factory
 from rivyahooks_foundation.settings import Settings, SettingsError
 from rivyahooks_protocol.client import RivyaClient
+from rivyahooks_protocol.host_pools import PoolPerHost
 from storage import Storage, open_storage
 
 # Between Celery's hard time limit killing an attempt and its last renewed lease: the kill is
@@ -77,7 +78,9 @@ def rivya_client(settings: Settings) -> RivyaClient:
 def download_client(settings: Settings) -> httpx.Client:
     """Return an HTTP client for result URLs: no API key, no redirects."""
     return httpx.Client(
-        follow_redirects=False, timeout=httpx.Timeout(settings.rivya_http_timeout_seconds)
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.rivya_http_timeout_seconds),
+        transport=PoolPerHost(),
     )
 
 
@@ -141,6 +144,7 @@ class Runtime:
                     self._outbound = httpx.Client(
                         follow_redirects=False,
                         timeout=httpx.Timeout(self.settings.outbound_timeout_seconds),
+                        transport=PoolPerHost(),
                     )
         return self._outbound
 
