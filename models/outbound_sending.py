@@ -1,11 +1,10 @@
 """What a sending worker writes per attempt: the claim, with all it sends, and the record.
 
-An attempt used to cost two transactions of nine statements: the database's time read
-before each, the delivery read back after its claim, its message and app loaded one by one.
-Here the claim is one UPDATE that returns the message and the app with it (PostgreSQL reads
-the joined rows in the same statement; SQLite, which cannot return them, reads them in a
-second), the times are the database's own, written by the statements that need them, and
-the record is the delivery's UPDATE and the attempt's INSERT. Every move is still a
+An attempt runs on every message to every app, so it is kept to few statements: the claim
+is one UPDATE that returns the message and the app with it (PostgreSQL reads the joined
+rows in the same statement; SQLite, which cannot return them, reads them in a second), the
+times are the database's own, written by the statements that need them rather than read
+first, and the record is the delivery's UPDATE and the attempt's INSERT. Every move is a
 compare-and-set on the delivery's status (models/outbound.py's `move`).
 """
 

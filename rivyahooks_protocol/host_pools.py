@@ -42,8 +42,9 @@ class PoolPerHost(httpx.BaseTransport):
             pool.close()
 
     def _pool(self, request: httpx.Request) -> httpx.HTTPTransport:
-        # The name the request is for: the Host header a pinned request keeps, else the URL's.
-        name = request.headers.get("Host") or request.url.netloc.decode("ascii")
+        # The name the request is for: httpx sets Host from the URL, and a pinned request
+        # keeps the name there while its URL carries the address.
+        name = request.headers["Host"]
         key = (request.url.scheme, name.lower())
         evicted = None
         with self._lock:
